@@ -1,0 +1,15 @@
+//! ferrule: an industrial edge agent in one process.
+//!
+//! Layout, one concept per module:
+//! - [`config`]  typed YAML model, loading with file:line:column errors, whole-file validation
+//! - [`topics`]  the only place that builds or parses topic strings; topic-filter rules
+//! - [`field`]   Modbus: pure read planner and codec, one task per device connection, simulator
+//! - [`broker`]  the embedded MQTT broker behind one narrow interface
+//! - [`store`]   the durable store-and-forward queue (SQLite, WAL, group commit)
+//! - [`uplink`]  forward rules and the upstream MQTT client (delete only after PUBACK)
+//! - [`command`] `.../set` commands: parse, validate, write through the device task, result
+//! - [`app`]     wiring, one root cancellation token, supervised tasks, drain order
+//! - [`cli`]     the subcommands: run, check, simulate, demo
+
+pub mod config;
+pub mod topics;

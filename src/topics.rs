@@ -1,0 +1,223 @@
+//! The only place that builds or parses MQTT topic strings, and the topic-filter rules.
+//!
+//! Topic contract (DESIGN.md):
+//! - `{site}/{device}/{point}`            point state (retained JSON)
+//! - `{site}/{device}/$state`             `online` / `offline` / `degraded` (retained)
+//! - `{site}/{device}/{point}/set`        commands
+//! - `{site}/{device}/{point}/set/result` command results
+//! - `{site}/$agent/state`                `online` / `offline` (retained; the upstream will)
+//!
+//! Invariant: site, device and point names are valid topic levels ([`check_level`]), so the
+//! topics built here are always valid topic names and parse back to the same parts.
+
+/// Topic level of the device state topic (`{site}/{device}/$state`).
+pub const STATE_LEVEL: &str = "$state";
+/// Topic level under which the agent publishes about itself (`{site}/$agent/...`).
+pub const AGENT_LEVEL: &str = "$agent";
+
+/// Builds and parses the topics of one site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    site: String,
+}
+
+impl Topics {
+    /// Topics under `site` (a valid topic level).
+    pub fn new(site: &str) -> Self {
+        Self {
+            site: site.to_owned(),
+        }
+    }
+
+    /// The site prefix.
+    pub fn site(&self) -> &str {
+        &self.site
+    }
+
+    /// `{site}/{device}/{point}`: the retained state of a point.
+    pub fn point(&self, device: &str, point: &str) -> String {
+        format!("{}/{device}/{point}", self.site)
+    }
+
+    /// `{site}/{device}/$state`: the retained state of a device.
+    pub fn device_state(&self, device: &str) -> String {
+        format!("{}/{device}/{STATE_LEVEL}", self.site)
+    }
+
+    /// `{site}/$agent/state`: the retained state of the agent itself.
+    pub fn agent_state(&self) -> String {
+        format!("{}/{AGENT_LEVEL}/state", self.site)
+    }
+
+    /// `{site}/{device}/{point}/set`: where commands for a point arrive.
+    pub fn command(&self, device: &str, point: &str) -> String {
+        format!("{}/{device}/{point}/set", self.site)
+    }
+
+    /// `{site}/{device}/{point}/set/result`: where command results go.
+    pub fn command_result(&self, device: &str, point: &str) -> String {
+        format!("{}/{device}/{point}/set/result", self.site)
+    }
+
+    /// The filter matching every command topic of the site.
+    pub fn command_filter(&self) -> String {
+        format!("{}/+/+/set", self.site)
+    }
+
+    /// `(device, point)` when `topic` is a command topic of this site.
+    pub fn parse_command<'t>(&self, topic: &'t str) -> Option<(&'t str, &'t str)> {
+        let rest = topic.strip_prefix(self.site.as_str())?.strip_prefix('/')?;
+        let mut levels = rest.split('/');
+        let device = levels.next()?;
+        let point = levels.next()?;
+        match (levels.next(), levels.next()) {
+            (Some("set"), None) if !device.is_empty() && !point.is_empty() => Some((device, point)),
+            _ => None,
+        }
+    }
+}
+
+/// Why a name cannot be used as a topic level.
+pub fn check_level(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("must not be empty");
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| matches!(c, '/' | '+' | '#' | '$' | '\0'))
+    {
+        return Err(match c {
+            '/' => "must not contain '/' (it separates topic levels)",
+            '+' | '#' => "must not contain the MQTT wildcards '+' or '#'",
+            '$' => "must not contain '$' (reserved for system topics)",
+            _ => "must not contain NUL",
+        });
+    }
+    if name.trim() != name {
+        return Err("must not start or end with whitespace");
+    }
+    if name.len() > 256 {
+        return Err("must be at most 256 bytes");
+    }
+    Ok(())
+}
+
+/// Why a string is not a valid MQTT topic filter (MQTT 3.1.1 §4.7).
+pub fn check_filter(filter: &str) -> Result<(), &'static str> {
+    if filter.is_empty() {
+        return Err("must not be empty");
+    }
+    if filter.len() > 65_535 {
+        return Err("is longer than 65535 bytes");
+    }
+    if filter.contains('\0') {
+        return Err("must not contain NUL");
+    }
+    let levels: Vec<&str> = filter.split('/').collect();
+    let last = levels.len() - 1;
+    for (i, level) in levels.iter().enumerate() {
+        if level.contains('#') && (*level != "#" || i != last) {
+            return Err("'#' must be a whole level and the last one");
+        }
+        if level.contains('+') && *level != "+" {
+            return Err("'+' must be a whole level");
+        }
+    }
+    Ok(())
+}
+
+/// Whether a topic name matches a (valid) topic filter, with the MQTT rule that topics starting
+/// with `$` are not matched by a filter starting with a wildcard.
+pub fn matches(filter: &str, topic: &str) -> bool {
+    if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
+        return false;
+    }
+    let mut f = filter.split('/');
+    let mut t = topic.split('/');
+    loop {
+        match (f.next(), t.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(fl), Some(tl)) if fl == tl => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_the_contract_topics() {
+        let t = Topics::new("plant1");
+        assert_eq!(t.point("boiler", "temp"), "plant1/boiler/temp");
+        assert_eq!(t.device_state("boiler"), "plant1/boiler/$state");
+        assert_eq!(t.agent_state(), "plant1/$agent/state");
+        assert_eq!(t.command("boiler", "sp"), "plant1/boiler/sp/set");
+        assert_eq!(
+            t.command_result("boiler", "sp"),
+            "plant1/boiler/sp/set/result"
+        );
+        assert_eq!(t.command_filter(), "plant1/+/+/set");
+    }
+
+    #[test]
+    fn parses_command_topics_only() {
+        let t = Topics::new("plant1");
+        assert_eq!(
+            t.parse_command("plant1/boiler/sp/set"),
+            Some(("boiler", "sp"))
+        );
+        assert_eq!(t.parse_command("plant1/boiler/sp/set/result"), None);
+        assert_eq!(t.parse_command("plant1/boiler/sp"), None);
+        assert_eq!(t.parse_command("plant2/boiler/sp/set"), None);
+        assert_eq!(t.parse_command("plant1x/boiler/sp/set"), None);
+        assert_eq!(t.parse_command("plant1//sp/set"), None);
+        let built = t.command("a b", "c-d");
+        assert_eq!(t.parse_command(&built), Some(("a b", "c-d")));
+    }
+
+    #[test]
+    fn level_rules() {
+        assert!(check_level("boiler-1").is_ok());
+        assert!(check_level("Température").is_ok());
+        for bad in ["", "a/b", "a+", "#", "$state", " x", "x\0"] {
+            assert!(check_level(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn filter_rules() {
+        for ok in ["#", "+", "a/#", "a/+/c", "+/+/set", "$SYS/#", "a//b"] {
+            assert!(check_filter(ok).is_ok(), "{ok:?} refused");
+        }
+        for bad in ["", "a/#/b", "a#", "a/b+", "a/+b/c"] {
+            assert!(check_filter(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn matching() {
+        let cases = [
+            ("#", "a/b", true),
+            ("a/#", "a", true),
+            ("a/#", "a/b/c", true),
+            ("a/+", "a/b", true),
+            ("a/+", "a/b/c", false),
+            ("a/+/c", "a/b/c", true),
+            ("a/b", "a/b", true),
+            ("a/b", "a/c", false),
+            ("+/+", "a/", true),
+            ("#", "$SYS/x", false),
+            ("+/x", "$SYS/x", false),
+            ("$SYS/#", "$SYS/x", true),
+            ("demo/+/+/set", "demo/boiler/sp/set", true),
+            ("demo/+/+/set", "demo/boiler/sp/set/result", false),
+        ];
+        for (f, t, want) in cases {
+            assert_eq!(matches(f, t), want, "{f} vs {t}");
+        }
+    }
+}
