@@ -1,0 +1,3 @@
+//! Modbus field side: the pure value codec ([`codec`]).
+
+pub mod codec;
