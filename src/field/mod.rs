@@ -1,3 +1,4 @@
-//! Modbus field side: the pure value codec ([`codec`]).
+//! Modbus field side: the pure read planner ([`plan`]) and value codec ([`codec`]).
 
 pub mod codec;
+pub mod plan;
