@@ -1,5 +1,21 @@
 //! Configuration: the typed model, loading with located errors, and validation.
+//!
+//! - `model`    what a valid config means (the contract other modules code against)
+//! - `load`     file → text → YAML tree → [`Config`]: [`load`], [`parse`], [`Origin`]
+//! - `schema`   the keys of each section, required or defaulted
+//! - `decode`   the toolkit that decodes a YAML tree collecting every problem
+//! - `validate` the rules across fields and items (names, overlaps, ranges)
+//! - `locate`   line and column of a node, from its path
+//! - `error`    [`ConfigError`] and [`Diagnostic`]
 
+mod decode;
+mod error;
+mod load;
+mod locate;
 pub mod model;
+mod schema;
+mod validate;
 
+pub use error::{ConfigError, Diagnostic};
+pub use load::{load, parse, Origin};
 pub use model::*;
