@@ -727,3 +727,238 @@ impl Decode for PathBuf {
         Some(PathBuf::from(s))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode<T: Decode>(yaml: &str) -> Result<T, String> {
+        let node: Value = serde_yaml::from_str(yaml).expect("yaml");
+        let mut cx = Ctx::default();
+        let value = T::decode(&mut cx, &node);
+        let problems = cx.into_problems();
+        match (value, problems.as_slice()) {
+            (Some(v), []) => Ok(v),
+            (None, [p]) => Err(p.message.clone()),
+            _ => panic!("{yaml}: a value and problems {problems:?}"),
+        }
+    }
+
+    #[test]
+    fn durations() {
+        let ok = [
+            ("250ms", Duration::from_millis(250)),
+            ("1s", Duration::from_secs(1)),
+            ("1.5s", Duration::from_millis(1500)),
+            ("0.1s", Duration::from_millis(100)),
+            ("2m", Duration::from_secs(120)),
+            ("1h", Duration::from_secs(3600)),
+            ("0.001ms", Duration::from_nanos(1000)),
+        ];
+        for (text, want) in ok {
+            assert_eq!(parse_duration(text), Ok(want), "{text}");
+        }
+        for (text, fragment) in [
+            ("0s", "is zero"),
+            ("0.0ms", "is zero"),
+            ("5", "has no unit"),
+            ("1.5", "has no unit"),
+            ("1sec", "is not a duration"),
+            ("-1s", "is not a duration"),
+            (".5s", "is not a duration"),
+            ("5.s", "is not a duration"),
+            ("1.2.3s", "is not a duration"),
+            ("s", "is not a duration"),
+            ("", "is not a duration"),
+            (" 1s", "is not a duration"),
+            ("99999999999999999999h", "is too long"),
+        ] {
+            let err = parse_duration(text).expect_err(text);
+            assert!(err.contains(fragment), "{text}: {err}");
+        }
+        assert!(decode::<Duration>("5")
+            .expect_err("number")
+            .contains("`5` has no unit"));
+        assert!(decode::<Duration>("[1]")
+            .expect_err("list")
+            .contains("found a list"));
+        assert_eq!(show_duration(Duration::from_millis(1500)), "1.5s");
+    }
+
+    #[test]
+    fn host_ports() {
+        let hp = |host: &str, port| HostPort {
+            host: host.into(),
+            port,
+        };
+        assert_eq!(parse_host_port("plc-1:502", None), Ok(hp("plc-1", 502)));
+        assert_eq!(
+            parse_host_port("10.0.0.1:65535", None),
+            Ok(hp("10.0.0.1", 65535))
+        );
+        assert_eq!(
+            parse_host_port("[fe80::1]:502", None),
+            Ok(hp("fe80::1", 502))
+        );
+        assert_eq!(
+            parse_host_port("broker", Some(1883)),
+            Ok(hp("broker", 1883))
+        );
+        assert_eq!(parse_host_port("[::1]", Some(8883)), Ok(hp("::1", 8883)));
+        for (text, fragment) in [
+            ("plc", "port is missing"),
+            ("plc:0", "is not a port"),
+            ("plc:65536", "is not a port"),
+            ("plc:x", "is not a port"),
+            (":502", "host is empty"),
+            ("fe80::1:502", "must be in brackets"),
+            ("[fe80::1:502", "without a closing"),
+            ("[nope]:502", "is not an IPv6 address"),
+            ("[::1]502", "expected `:port`"),
+            ("a b:502", "is not a host name"),
+            ("user@h:502", "is not a host name"),
+        ] {
+            let err = parse_host_port(text, None).expect_err(text);
+            assert!(err.contains(fragment), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn urls() {
+        let url = parse_url("mqtts://cloud.example.com/").expect("url");
+        assert_eq!(
+            (url.tls, url.host.as_str(), url.port),
+            (true, "cloud.example.com", 8883)
+        );
+        assert_eq!(parse_url("mqtt://h:1").expect("url").port, 1);
+        for (text, fragment) in [
+            ("tcp://h", "supported scheme"),
+            ("h:1883", "supported scheme"),
+            ("MQTT://h", "supported scheme"),
+            ("mqtt://", "host is empty"),
+            ("mqtt://h/topic", "is not a host name"),
+            ("mqtt://u@h", "is not a host name"),
+        ] {
+            let err = parse_url(text).expect_err(text);
+            assert!(err.contains(fragment), "{text}: {err}");
+            assert!(err.contains("mqtts://host[:port]"), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn scalars_refuse_wrong_types_and_ranges() {
+        assert_eq!(decode::<u16>("65535"), Ok(65535));
+        assert!(decode::<u16>("-1")
+            .expect_err("neg")
+            .contains("out of range"));
+        assert!(decode::<u16>("1.5")
+            .expect_err("float")
+            .contains("found the number `1.5`"));
+        assert_eq!(decode::<UnitId>("247"), Ok(UnitId(247)));
+        assert!(decode::<UnitId>("248")
+            .expect_err("unit")
+            .contains("from 0 to 247"));
+        assert_eq!(decode::<String>("abc"), Ok("abc".to_owned()));
+        assert!(decode::<String>("42")
+            .expect_err("num")
+            .contains("quote it"));
+        assert!(decode::<bool>("yes")
+            .expect_err("yes")
+            .contains("expected `true` or `false`"));
+        assert_eq!(decode::<WordOrder>("dcba"), Ok(WordOrder::Dcba));
+        assert!(decode::<RegisterKind>("Holding").is_err());
+        assert_eq!(decode::<Qos>("0"), Ok(Qos::AtMostOnce));
+        assert!(decode::<Qos>("\"1\"")
+            .expect_err("str")
+            .contains("expected a QoS level"));
+        assert_eq!(decode::<Durability>("normal"), Ok(Durability::Normal));
+        assert!(decode::<Finite>(".nan")
+            .expect_err("nan")
+            .contains("not a finite number"));
+        assert!(decode::<Scale>("0.0")
+            .expect_err("zero")
+            .contains("non-zero"));
+        assert!(decode::<NonNegative>("-0.5")
+            .expect_err("neg")
+            .contains("`-0.5` is negative"));
+        assert!(decode::<PathBuf>("\"\"")
+            .expect_err("empty")
+            .contains("path is empty"));
+        assert!(decode::<SocketAddr>("\"[::]:0\"").is_ok());
+        assert!(decode::<Writable>("1")
+            .expect_err("num")
+            .contains("`{min, max}`"));
+        assert_eq!(
+            decode::<Writable>("{min: 1}"),
+            Ok(Writable::Yes {
+                min: Some(1.0),
+                max: None
+            })
+        );
+    }
+
+    #[test]
+    fn unknown_keys_suggest_a_close_one() {
+        assert_eq!(
+            unknown_key("adress", &["name", "address"]),
+            "unknown key `adress`; did you mean `address`?"
+        );
+        assert_eq!(
+            unknown_key("nmae", &["name", "kind"]),
+            "unknown key `nmae`; did you mean `name`?"
+        );
+        assert_eq!(
+            unknown_key("ca", &["qos", "url"]),
+            "unknown key `ca`; expected one of qos, url"
+        );
+        assert!(unknown_key("<<", &["a"]).contains("merge keys are not supported"));
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+
+    #[test]
+    fn messages_quote_and_describe_values() {
+        assert_eq!(quote("a\nb"), "`a\\nb`");
+        let long = "x".repeat(100);
+        assert_eq!(quote(&long), format!("`{}…`", "x".repeat(40)));
+        let node: Value = serde_yaml::from_str("{a: 1}").expect("yaml");
+        assert_eq!(
+            expected("a list", &node),
+            "expected a list, found a mapping"
+        );
+        assert_eq!(describe(&Value::Null), "nothing");
+        assert_eq!(
+            render(&[
+                Seg::Key("devices".into()),
+                Seg::Index(1),
+                Seg::Key("points".into())
+            ]),
+            "devices[1].points"
+        );
+        assert_eq!(render(&[]), "");
+    }
+
+    #[test]
+    fn maps_report_unknown_and_missing_keys_and_keep_going() {
+        let node: Value = serde_yaml::from_str("{nme: x, 7: y, kind: coil}").expect("yaml");
+        let mut cx = Ctx::default();
+        let m = map(&mut cx, &node, &["name", "kind"]).expect("a mapping");
+        assert_eq!(m.required::<String>(&mut cx, "name"), None);
+        assert_eq!(
+            m.required::<RegisterKind>(&mut cx, "kind"),
+            Some(RegisterKind::Coil)
+        );
+        let problems = cx.into_problems();
+        let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "unknown key `nme`; did you mean `name`?",
+                "keys must be strings, found the number `7`",
+                "missing required key `name`",
+            ]
+        );
+        assert_eq!(problems[0].at, At::Key { nth: 0 });
+        assert_eq!(problems[0].path, vec![Seg::Key("nme".into())]);
+    }
+}
