@@ -4,6 +4,7 @@
 //! - `load`     file → text → YAML tree → [`Config`]: [`load`], [`parse`], [`Origin`]
 //! - `schema`   the keys of each section, required or defaulted
 //! - `decode`   the toolkit that decodes a YAML tree collecting every problem
+//! - `scalar`   decoding of each scalar type (durations, addresses, enums...)
 //! - `validate` the rules across fields and items (names, overlaps, ranges)
 //! - `locate`   line and column of a node, from its path
 //! - `error`    [`ConfigError`] and [`Diagnostic`]
@@ -13,6 +14,7 @@ mod error;
 mod load;
 mod locate;
 pub mod model;
+mod scalar;
 mod schema;
 mod validate;
 

@@ -13,11 +13,10 @@ use std::time::Duration;
 
 use serde_yaml::Value;
 
-use super::decode::{
-    all, expected, list, map, Ctx, Decode, Finite, Map, NonNegative, Scale, UnitId,
-};
+use super::decode::{all, expected, list, map, Ctx, Decode, Map};
 use super::load::Origin;
 use super::model::*;
+use super::scalar::{Finite, NonNegative, Scale, UnitId};
 use super::validate;
 
 const TOP: &[&str] = &["site", "broker", "devices", "uplink"];
@@ -276,4 +275,219 @@ fn queue(cx: &mut Ctx, node: &Value, origin: &Origin) -> Option<QueueConfig> {
         },
         durability: durability?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use crate::config::model::*;
+    use crate::config::{parse, Origin};
+
+    fn origin() -> Origin {
+        Origin {
+            name: "test.yaml".into(),
+            base_dir: PathBuf::from("/etc/ferrule"),
+            state_dir: PathBuf::from("/run/state"),
+        }
+    }
+
+    const MINIMAL: &str = "\
+site: plant1
+devices:
+  - name: boiler
+    tcp: \"10.0.0.1:502\"
+    points:
+      - {name: temp, kind: holding, address: 100}
+      - {name: run, kind: coil, address: 3}
+";
+
+    #[test]
+    fn minimal_config_gets_every_default() {
+        let config = parse(MINIMAL, &origin()).expect("valid");
+        let bind: SocketAddr = DEFAULT_LISTENER.parse().expect("default listener parses");
+        assert_eq!(config.site, "plant1");
+        assert_eq!(config.broker.listeners, vec![Listener { bind }]);
+        assert_eq!(config.uplink, None);
+        let device = &config.devices[0];
+        assert_eq!(
+            device.transport,
+            Transport::Tcp(HostPort {
+                host: "10.0.0.1".into(),
+                port: 502
+            })
+        );
+        assert_eq!(device.unit, DEFAULT_UNIT);
+        assert_eq!(device.poll, DEFAULT_POLL);
+        assert_eq!(device.timeout, DEFAULT_TIMEOUT);
+        assert_eq!(device.heartbeat, DEFAULT_HEARTBEAT);
+        assert_eq!(device.max_gap, DEFAULT_MAX_GAP);
+        let temp = &device.points[0];
+        assert_eq!(
+            *temp,
+            Point {
+                name: "temp".into(),
+                kind: RegisterKind::Holding,
+                address: 100,
+                data_type: DataType::U16,
+                order: WordOrder::Abcd,
+                scale: 1.0,
+                offset: 0.0,
+                unit: None,
+                deadband: 0.0,
+                heartbeat: None,
+                writable: Writable::No,
+            }
+        );
+        assert_eq!(device.points[1].data_type, DataType::Bool);
+    }
+
+    #[test]
+    fn full_config_decodes_to_the_expected_model() {
+        let text = "\
+site: plant1
+broker:
+  listeners: [{bind: \"0.0.0.0:1883\"}, {bind: \"[::1]:0\"}]
+devices:
+  - name: boiler
+    tcp: \"[fd00::5]:1502\"
+    unit: 0
+    poll: 250ms
+    timeout: 1.5s
+    heartbeat: 2m
+    max_gap: 0
+    points:
+      - name: temp
+        kind: input
+        address: 65534
+        type: f32
+        order: cdab
+        scale: 0.1
+        offset: -40
+        unit: \"°C\"
+        deadband: 0.5
+        heartbeat: 1h
+      - {name: sp, kind: holding, address: 0, type: i16, writable: {min: -10, max: 90.5}}
+      - {name: any, kind: holding, address: 1, writable: {max: 7}}
+      - {name: run, kind: coil, address: 0, writable: true}
+      - {name: off, kind: discrete, address: 0, writable: false}
+uplink:
+  url: mqtt://cloud.example.com
+  client_id: gw_1
+  keepalive: 1m
+  ca: certs/ca.pem
+  forward: [{local: \"plant1/#\"}, {local: \"+/+/$state\", qos: 2}]
+  queue: {path: /data/q.db, durability: normal}
+";
+        let config = parse(text, &origin()).expect("valid");
+        assert_eq!(config.broker.listeners.len(), 2);
+        assert_eq!(config.broker.listeners[1].bind.port(), 0);
+        let d = &config.devices[0];
+        assert_eq!(
+            d.transport,
+            Transport::Tcp(HostPort {
+                host: "fd00::5".into(),
+                port: 1502
+            })
+        );
+        assert_eq!(
+            (d.unit, d.poll, d.timeout, d.heartbeat, d.max_gap),
+            (
+                0,
+                Duration::from_millis(250),
+                Duration::from_millis(1500),
+                Duration::from_secs(120),
+                0
+            )
+        );
+        let temp = &d.points[0];
+        assert_eq!(temp.kind, RegisterKind::Input);
+        assert_eq!((temp.address, temp.data_type), (65534, DataType::F32));
+        assert_eq!(temp.order, WordOrder::Cdab);
+        assert_eq!((temp.scale, temp.offset, temp.deadband), (0.1, -40.0, 0.5));
+        assert_eq!(temp.unit.as_deref(), Some("°C"));
+        assert_eq!(temp.heartbeat, Some(Duration::from_secs(3600)));
+        let writable: Vec<Writable> = d.points.iter().map(|p| p.writable).collect();
+        assert_eq!(
+            writable,
+            vec![
+                Writable::No,
+                Writable::Yes {
+                    min: Some(-10.0),
+                    max: Some(90.5)
+                },
+                Writable::Yes {
+                    min: None,
+                    max: Some(7.0)
+                },
+                Writable::Yes {
+                    min: None,
+                    max: None
+                },
+                Writable::No,
+            ]
+        );
+        let uplink = config.uplink.expect("uplink");
+        assert_eq!(uplink.url.to_string(), "mqtt://cloud.example.com:1883");
+        assert_eq!(uplink.client_id, "gw_1");
+        assert_eq!(uplink.keepalive, Duration::from_secs(60));
+        assert_eq!(uplink.ca, Some(PathBuf::from("/etc/ferrule/certs/ca.pem")));
+        assert_eq!(
+            uplink.forward,
+            vec![
+                ForwardRule {
+                    local: "plant1/#".into(),
+                    qos: Qos::AtLeastOnce
+                },
+                ForwardRule {
+                    local: "+/+/$state".into(),
+                    qos: Qos::ExactlyOnce
+                },
+            ]
+        );
+        assert_eq!(
+            uplink.queue,
+            QueueConfig {
+                path: PathBuf::from("/data/q.db"),
+                durability: Durability::Normal
+            }
+        );
+    }
+
+    #[test]
+    fn uplink_defaults_and_relative_queue_path() {
+        let with = |uplink: &str| {
+            let text = format!("{MINIMAL}uplink:\n{uplink}");
+            parse(&text, &origin())
+                .expect("valid")
+                .uplink
+                .expect("uplink")
+        };
+        let u = with("  url: mqtts://[::1]\n");
+        assert_eq!(u.url.to_string(), "mqtts://[::1]:8883");
+        assert_eq!(u.client_id, "ferrule-plant1");
+        assert_eq!(u.keepalive, DEFAULT_UPLINK_KEEPALIVE);
+        assert_eq!((u.ca, u.forward), (None, vec![]));
+        assert_eq!(
+            u.queue,
+            QueueConfig {
+                path: PathBuf::from("/run/state/queue.db"),
+                durability: Durability::Full
+            }
+        );
+        let u = with("  url: mqtt://h:1884\n  queue: {path: data/q.db}\n");
+        assert_eq!(u.url.port, 1884);
+        assert_eq!(u.queue.path, PathBuf::from("/etc/ferrule/data/q.db"));
+    }
+
+    #[test]
+    fn empty_values_count_as_absent_for_optional_keys() {
+        let text = format!("{MINIMAL}broker:\n  listeners:\n");
+        let config = parse(&text, &origin()).expect("valid");
+        assert_eq!(config.broker.listeners.len(), 1);
+        let text = format!("{MINIMAL}broker:\n  listeners: []\nuplink:\n");
+        assert_eq!(parse(&text, &origin()).expect("valid").uplink, None);
+    }
 }
