@@ -548,4 +548,37 @@ devices:
             ]
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+        /// Whatever the edit to a valid config, parsing never panics and an invalid result
+        /// always carries at least one located diagnostic.
+        #[test]
+        fn never_panics_on_edited_configs(
+            at in 0usize..4000,
+            cut in 0usize..40,
+            insert in "[ -~\t\n]{0,8}",
+        ) {
+            let text = include_str!("../../configs/example.yaml");
+            let mut at = at % text.len();
+            while !text.is_char_boundary(at) {
+                at -= 1;
+            }
+            let mut end = (at + cut).min(text.len());
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            let edited = format!("{}{insert}{}", &text[..at], &text[end..]);
+            match parse(&edited, &origin()) {
+                Ok(_) | Err(ConfigError::Empty { .. }) => {}
+                Err(ConfigError::Invalid(d)) => {
+                    proptest::prop_assert!(!d.is_empty());
+                    proptest::prop_assert!(d.iter().all(|d| d.line >= 1 && d.column >= 1));
+                    proptest::prop_assert!(d.windows(2).all(|w| (w[0].line, w[0].column) <= (w[1].line, w[1].column)));
+                }
+                Err(e) => proptest::prop_assert!(false, "unexpected {e}"),
+            }
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! Configuration: the typed model, loading with located errors, and validation.
 //!
 //! - `model`    what a valid config means (the contract other modules code against)
-//! - `load`     file → text → YAML tree → [`Config`]: [`load`], [`parse`], [`Origin`]
+//! - `load`     file → text → YAML tree → [`Config`]: [`load()`], [`parse()`], [`Origin`]
 //! - `schema`   the keys of each section, required or defaulted
 //! - `decode`   the toolkit that decodes a YAML tree collecting every problem
 //! - `scalar`   decoding of each scalar type (durations, addresses, enums...)
