@@ -575,7 +575,10 @@ devices:
                 Err(ConfigError::Invalid(d)) => {
                     proptest::prop_assert!(!d.is_empty());
                     proptest::prop_assert!(d.iter().all(|d| d.line >= 1 && d.column >= 1));
-                    proptest::prop_assert!(d.windows(2).all(|w| (w[0].line, w[0].column) <= (w[1].line, w[1].column)));
+                    let in_order = d
+                        .windows(2)
+                        .all(|w| (w[0].line, w[0].column) <= (w[1].line, w[1].column));
+                    proptest::prop_assert!(in_order);
                 }
                 Err(e) => proptest::prop_assert!(false, "unexpected {e}"),
             }
