@@ -16,7 +16,7 @@ use serde::de::{
 };
 use serde_yaml::{Mapping, Value};
 
-use super::decode::{describe, At, Ctx, Problem, Seg};
+use super::decode::{describe, render, At, Ctx, Problem, Seg};
 use super::error::{ConfigError, Diagnostic};
 use super::model::{Config, DEFAULT_STATE_DIR};
 use super::{locate, schema};
@@ -76,37 +76,22 @@ pub fn parse(text: &str, origin: &Origin) -> Result<Config, ConfigError> {
         path,
         message,
     };
-    // Checked before parsing: libyaml refuses a stray tab even in an otherwise empty file.
-    let blank = text.lines().all(|line| {
-        let line = line.trim();
-        line.is_empty() || line.starts_with('#')
-    });
-    if blank {
-        return Err(ConfigError::Empty {
-            path: origin.name.clone(),
-        });
+    let empty = || ConfigError::Empty {
+        path: origin.name.clone(),
+    };
+    if is_blank(text) {
+        return Err(empty());
     }
-    let mut found = Vec::new();
-    let root = match (Node {
-        path: Vec::new(),
-        found: &mut found,
-    })
-    .deserialize(serde_yaml::Deserializer::from_str(text))
-    {
-        Ok(root) => root,
+    let (root, found) = match tree(text) {
+        Ok(tree) => tree,
         Err(e) => {
             let (position, message) = syntax_error(text, &e);
-            return Err(ConfigError::Invalid(vec![diagnostic(
-                position,
-                String::new(),
-                message,
-            )]));
+            let syntax = diagnostic(position, String::new(), message);
+            return Err(ConfigError::Invalid(vec![syntax]));
         }
     };
     if root.is_null() {
-        return Err(ConfigError::Empty {
-            path: origin.name.clone(),
-        });
+        return Err(empty());
     }
     let mut cx = Ctx::default();
     for problem in found {
@@ -114,32 +99,41 @@ pub fn parse(text: &str, origin: &Origin) -> Result<Config, ConfigError> {
     }
     let config = schema::config(&mut cx, &root, origin);
     let problems = cx.into_problems();
-    match config {
-        Some(config) if problems.is_empty() => Ok(config),
-        _ => {
-            let mut diagnostics: Vec<Diagnostic> = problems
-                .into_iter()
-                .map(|p| {
-                    diagnostic(
-                        locate::nearest(text, &p),
-                        super::decode::render(&p.path),
-                        p.message,
-                    )
-                })
-                .collect();
-            if diagnostics.is_empty() {
-                // Unreachable by the decode invariant; reported rather than trusted.
-                diagnostics.push(diagnostic(
-                    (1, 1),
-                    String::new(),
-                    "internal error: the config did not decode but no problem was reported"
-                        .to_owned(),
-                ));
-            }
-            diagnostics.sort_by_key(|d| (d.line, d.column));
-            Err(ConfigError::Invalid(diagnostics))
-        }
+    if let Some(config) = config.filter(|_| problems.is_empty()) {
+        return Ok(config);
     }
+    let mut diagnostics: Vec<Diagnostic> = problems
+        .into_iter()
+        .map(|p| diagnostic(locate::nearest(text, &p), render(&p.path), p.message))
+        .collect();
+    if diagnostics.is_empty() {
+        // Unreachable by the decode invariant; reported rather than trusted.
+        let message = "internal error: the config did not decode but no problem was reported";
+        diagnostics.push(diagnostic((1, 1), String::new(), message.to_owned()));
+    }
+    // Stable: problems at the same position keep the order they were found in.
+    diagnostics.sort_by_key(|d| (d.line, d.column));
+    Err(ConfigError::Invalid(diagnostics))
+}
+
+/// Only whitespace and comments. Checked before parsing: libyaml refuses a stray tab even in an
+/// otherwise empty file.
+fn is_blank(text: &str) -> bool {
+    text.lines().all(|line| {
+        let line = line.trim();
+        line.is_empty() || line.starts_with('#')
+    })
+}
+
+/// The YAML tree of `text`, and the duplicate keys and tags found while building it.
+fn tree(text: &str) -> Result<(Value, Vec<Problem>), serde_yaml::Error> {
+    let mut found = Vec::new();
+    let root = Node {
+        path: Vec::new(),
+        found: &mut found,
+    }
+    .deserialize(serde_yaml::Deserializer::from_str(text))?;
+    Ok((root, found))
 }
 
 /// The state directory: the first entry of `$STATE_DIRECTORY` (systemd may list several,
