@@ -1,5 +1,23 @@
 //! Configuration: the typed model, loading with located errors, and validation.
+//!
+//! - `model`    what a valid config means (the contract other modules code against)
+//! - `load`     file → text → YAML tree → [`Config`]: [`load()`], [`parse()`], [`Origin`]
+//! - `schema`   the keys of each section, required or defaulted
+//! - `decode`   the toolkit that decodes a YAML tree collecting every problem
+//! - `scalar`   decoding of each scalar type (durations, addresses, enums...)
+//! - `validate` the rules across fields and items (names, overlaps, ranges)
+//! - `locate`   line and column of a node, from its path
+//! - `error`    [`ConfigError`] and [`Diagnostic`]
 
+mod decode;
+mod error;
+mod load;
+mod locate;
 pub mod model;
+mod scalar;
+mod schema;
+mod validate;
 
+pub use error::{ConfigError, Diagnostic};
+pub use load::{load, parse, Origin};
 pub use model::*;
