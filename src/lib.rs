@@ -12,4 +12,5 @@
 //! - [`cli`]     the subcommands: run, check, simulate, demo
 
 pub mod config;
+pub mod store;
 pub mod topics;
