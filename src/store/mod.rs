@@ -27,5 +27,8 @@ mod recover;
 mod schema;
 mod worker;
 
+#[cfg(test)]
+mod tests;
+
 pub use error::StoreError;
 pub use queue::{Counters, Queue, Record, Row, Stats};
