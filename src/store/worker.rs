@@ -9,7 +9,8 @@
 //!
 //! Each write runs inside a savepoint, so a write SQLite refuses (e.g. a QoS above 2) fails alone
 //! without taking the rest of its batch down. When SQLite has rolled the whole transaction back
-//! itself (disk full, I/O error), the whole batch fails.
+//! itself (disk full, I/O error) or a savepoint cannot be released or rolled back, the whole
+//! batch fails. Either way a caller is told "committed" only for rows that are.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -102,6 +103,15 @@ struct Done {
 
 /// A failed statement: the operation and SQLite's error.
 type Failure = (&'static str, rusqlite::Error);
+
+/// How one write of a batch failed.
+enum WriteError {
+    /// SQLite refused this write; it was rolled back alone, the batch goes on.
+    Refused(Failure),
+    /// The transaction is no longer sound (rolled back by SQLite, or a savepoint failed):
+    /// the whole batch fails.
+    Abort(Failure),
+}
 
 pub(crate) struct Worker {
     conn: Connection,
@@ -220,6 +230,7 @@ impl Worker {
         }
     }
 
+    /// All writes of a batch in one transaction; answers each once the outcome is known.
     fn commit_batch(&mut self, writes: Vec<Write>) {
         let now = chrono::Utc::now().timestamp_millis();
         let mut outcomes = Vec::with_capacity(writes.len());
@@ -228,12 +239,13 @@ impl Worker {
             for write in &writes {
                 match self.apply_in_savepoint(write, now) {
                     Ok(done) => outcomes.push(Ok(done)),
-                    // SQLite rolled the transaction back itself: nothing of the batch remains.
-                    Err(f) if self.conn.is_autocommit() => {
+                    Err(WriteError::Refused((op, e))) => {
+                        outcomes.push(Err(StoreError::sqlite(&self.path, op, e)));
+                    }
+                    Err(WriteError::Abort(f)) => {
                         failure = Some(f);
                         break;
                     }
-                    Err((op, e)) => outcomes.push(Err(StoreError::sqlite(&self.path, op, e))),
                 }
             }
         }
@@ -317,8 +329,9 @@ impl Worker {
     }
 
     /// One write inside a savepoint of the open transaction.
-    fn apply_in_savepoint(&mut self, write: &Write, now: i64) -> Result<Done, Failure> {
-        self.exec(schema::SAVEPOINT).map_err(|e| ("savepoint", e))?;
+    fn apply_in_savepoint(&mut self, write: &Write, now: i64) -> Result<Done, WriteError> {
+        let abort = |op| move |e| WriteError::Abort((op, e));
+        self.exec(schema::SAVEPOINT).map_err(abort("savepoint"))?;
         let result = match write {
             Write::Enqueue { records, .. } => self.insert(records, now).map_err(|e| ("enqueue", e)),
             Write::Ack { ids, .. } => self.delete(ids).map_err(|e| ("ack", e)),
@@ -326,16 +339,16 @@ impl Worker {
         match result {
             Ok(done) => {
                 self.exec(schema::RELEASE)
-                    .map_err(|e| ("release savepoint", e))?;
+                    .map_err(abort("release savepoint"))?;
                 Ok(done)
             }
+            // Disk full, I/O errors and the like make SQLite roll back the whole transaction.
+            Err(failure) if self.conn.is_autocommit() => Err(WriteError::Abort(failure)),
             Err(failure) => {
-                if !self.conn.is_autocommit() {
-                    self.exec(schema::ROLLBACK_TO)
-                        .and_then(|()| self.exec(schema::RELEASE))
-                        .map_err(|e| ("roll back to savepoint", e))?;
-                }
-                Err(failure)
+                self.exec(schema::ROLLBACK_TO)
+                    .and_then(|()| self.exec(schema::RELEASE))
+                    .map_err(abort("roll back to savepoint"))?;
+                Err(WriteError::Refused(failure))
             }
         }
     }
