@@ -1,0 +1,34 @@
+//! The durable store-and-forward queue: SQLite in WAL mode, owned by one worker thread, with
+//! group commit.
+//!
+//! Messages bound for the cloud are written here before they count as accepted, and are deleted
+//! only after the upstream broker acknowledged them (see DESIGN.md, "Delivery guarantees").
+//!
+//! Invariants:
+//! - **A row exists from the commit of its enqueue until its ack.** [`Queue::enqueue`] resolves
+//!   only after the transaction holding the row committed (fsynced with
+//!   [`Durability::Full`](crate::config::Durability::Full)); nothing but [`Queue::ack`] deletes a
+//!   row. A failed commit is reported to every request of its batch.
+//! - **Ids strictly increase.** They are never reused, not even after the queue emptied or the
+//!   file was reopened (`AUTOINCREMENT`), so a reader may keep an `after_id` cursor.
+//! - **Fetch returns rows in id order**, which is enqueue order; so order is preserved per topic.
+//! - A corrupt file is moved aside (`<name>.corrupt-<UTC timestamp>`) and reported, never deleted.
+//!
+//! Layout:
+//! - [`queue`]  the async handle ([`Queue`]) and the record types
+//! - `worker`   the thread that owns the connection and commits batches of requests
+//! - `schema`   connection setup, integrity check, versioned schema, the SQL
+//! - `recover`  moving a corrupt file aside
+//! - [`error`]  [`StoreError`]
+
+pub mod error;
+pub mod queue;
+mod recover;
+mod schema;
+mod worker;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::StoreError;
+pub use queue::{Counters, Queue, Record, Row, Stats};
