@@ -3,14 +3,26 @@
 //! Layout, one concept per module:
 //! - [`config`]  typed YAML model, loading with file:line:column errors, whole-file validation
 //! - [`topics`]  the only place that builds or parses topic strings; topic-filter rules
+//! - [`payload`] the JSON payload contract (point state, command results, timestamps)
 //! - [`field`]   Modbus: pure read planner and codec, one task per device connection, simulator
 //! - [`broker`]  the embedded MQTT broker behind one narrow interface
 //! - [`store`]   the durable store-and-forward queue (SQLite, WAL, group commit)
 //! - [`uplink`]  forward rules and the upstream MQTT client (delete only after PUBACK)
 //! - [`command`] `.../set` commands: parse, validate, write through the device task, result
-//! - [`app`]     wiring, one root cancellation token, supervised tasks, drain order
+//! - [`errors`]  error chains for logs
+//! - [`backoff`] capped exponential backoff with jitter for every reconnect
+//! - [`app`]     wiring, cancellation, drain order
 //! - [`cli`]     the subcommands: run, check, simulate, demo
 
+pub mod app;
+pub mod backoff;
+pub mod broker;
+pub mod cli;
+pub mod command;
 pub mod config;
+pub mod errors;
 pub mod field;
+pub mod payload;
+pub mod store;
 pub mod topics;
+pub mod uplink;

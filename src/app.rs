@@ -1,0 +1,142 @@
+//! Wiring: builds every component from a [`Config`], runs them under cancellation tokens, and
+//! drains them in a fixed order on shutdown.
+//!
+//! Start order: queue → broker (listeners bound: a taken port fails here, before anything else
+//! runs) → uplink → device tasks → command router.
+//! Drain order (each stage bounded by a deadline): device tasks (they publish `offline`) →
+//! command router → agent `offline` → uplink (tries to flush the backlog for a few seconds;
+//! what is left stays queued) → queue (flushed and closed) → broker.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn, Instrument};
+
+use crate::broker::{Broker, Message, NoTap, Tap};
+use crate::command::{self, Target};
+use crate::config::{Config, Qos};
+use crate::field::poller;
+use crate::store::Queue;
+use crate::topics::Topics;
+use crate::uplink::{Forwarder, UplinkTask};
+
+/// How long device tasks get to stop and publish their final state.
+const FIELD_DRAIN: Duration = Duration::from_secs(5);
+/// Commands waiting in the in-process subscription.
+const COMMAND_BACKLOG: usize = 1024;
+
+/// Runs the agent until `shutdown` resolves, then drains. Errors are start-up failures
+/// (listener in use, queue unreadable, TLS material missing); everything after start-up is
+/// retried and logged, never fatal.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let topics = Topics::new(&config.site);
+
+    let queue = match &config.uplink {
+        // Opening checks the whole file's integrity: keep it off the async workers.
+        Some(u) => {
+            let (path, durability) = (u.queue.path.clone(), u.queue.durability);
+            let opened = tokio::task::spawn_blocking(move || Queue::open(&path, durability))
+                .await
+                .context("the queue opening task failed")?;
+            Some(opened.with_context(|| {
+                format!("cannot open the uplink queue {}", u.queue.path.display())
+            })?)
+        }
+        None => None,
+    };
+    let tap: Arc<dyn Tap> = match (&config.uplink, &queue) {
+        (Some(u), Some(q)) => Arc::new(Forwarder::new(u.forward.clone(), q.clone())),
+        _ => Arc::new(NoTap),
+    };
+
+    let broker = Arc::new(Broker::start(&config.broker.listeners, tap).await?);
+    let commands = broker.subscribe(&topics.command_filter(), COMMAND_BACKLOG);
+    let agent_state = |state: &str| {
+        Message::agent(
+            topics.agent_state(),
+            state.to_owned(),
+            Qos::AtLeastOnce,
+            true,
+        )
+    };
+    broker
+        .publish(agent_state("online"))
+        .await
+        .context("cannot publish the agent state")?;
+
+    let uplink_cancel = CancellationToken::new();
+    let uplink = match (&config.uplink, &queue) {
+        (Some(u), Some(q)) => {
+            let task =
+                UplinkTask::new(u, &topics, q.clone()).context("cannot set up the uplink")?;
+            let span = tracing::info_span!("uplink", url = %u.url);
+            Some(tokio::spawn(
+                task.run(uplink_cancel.clone()).instrument(span),
+            ))
+        }
+        _ => None,
+    };
+
+    let field_cancel = CancellationToken::new();
+    let field = TaskTracker::new();
+    let mut targets = Vec::with_capacity(config.devices.len());
+    for device in &config.devices {
+        let device = Arc::new(device.clone());
+        let handle = poller::spawn(
+            device.clone(),
+            &topics,
+            broker.clone(),
+            field_cancel.clone(),
+            &field,
+        );
+        targets.push(Target { device, handle });
+    }
+    field.close();
+
+    let command_cancel = CancellationToken::new();
+    let router = tokio::spawn(command::run(
+        targets,
+        topics.clone(),
+        broker.clone(),
+        commands,
+        command_cancel.clone(),
+    ));
+
+    info!(
+        site = %config.site,
+        devices = config.devices.len(),
+        uplink = config.uplink.as_ref().map_or_else(|| "off".to_owned(), |u| u.url.to_string()),
+        "ferrule running"
+    );
+    shutdown.await;
+    info!("shutting down");
+
+    field_cancel.cancel();
+    if tokio::time::timeout(FIELD_DRAIN, field.wait())
+        .await
+        .is_err()
+    {
+        warn!("device tasks did not stop within {FIELD_DRAIN:?}");
+    }
+    command_cancel.cancel();
+    let _ = router.await;
+    if let Err(e) = broker.publish(agent_state("offline")).await {
+        warn!(error = %e, "cannot publish the agent state");
+    }
+    uplink_cancel.cancel();
+    if let Some(uplink) = uplink {
+        let _ = uplink.await;
+    }
+    if let Some(q) = queue {
+        q.close()
+            .await
+            .context("cannot close the uplink queue cleanly")?;
+    }
+    broker.shutdown();
+    info!("stopped");
+    Ok(())
+}
