@@ -326,24 +326,28 @@ impl ModbusDevice {
     }
 
     pub fn set_coils(&self, unit: u8, addr: u16, values: &[bool]) {
-        let bits: Vec<u16> = values.iter().map(|&b| u16::from(b)).collect();
-        self.set(unit, Table::Coils, addr, &bits);
+        self.set_bits(unit, Table::Coils, addr, values);
     }
 
     pub fn get_coils(&self, unit: u8, addr: u16, count: u16) -> Vec<bool> {
-        self.get(unit, Table::Coils, addr, count)
-            .iter()
-            .map(|&v| v != 0)
-            .collect()
+        self.get_bits(unit, Table::Coils, addr, count)
     }
 
     pub fn set_discrete(&self, unit: u8, addr: u16, values: &[bool]) {
-        let bits: Vec<u16> = values.iter().map(|&b| u16::from(b)).collect();
-        self.set(unit, Table::DiscreteInputs, addr, &bits);
+        self.set_bits(unit, Table::DiscreteInputs, addr, values);
     }
 
     pub fn get_discrete(&self, unit: u8, addr: u16, count: u16) -> Vec<bool> {
-        self.get(unit, Table::DiscreteInputs, addr, count)
+        self.get_bits(unit, Table::DiscreteInputs, addr, count)
+    }
+
+    fn set_bits(&self, unit: u8, table: Table, addr: u16, values: &[bool]) {
+        let bits: Vec<u16> = values.iter().map(|&b| u16::from(b)).collect();
+        self.set(unit, table, addr, &bits);
+    }
+
+    fn get_bits(&self, unit: u8, table: Table, addr: u16, count: u16) -> Vec<bool> {
+        self.get(unit, table, addr, count)
             .iter()
             .map(|&v| v != 0)
             .collect()
