@@ -147,6 +147,47 @@ fn retained_binary_and_json_payloads_reach_mosquitto_sub_and_paho() {
 }
 
 #[test]
+fn mosquitto_checks_passwords_and_keeps_persistent_state_across_restarts() {
+    let mut broker = Mosquitto::with_password("edge", "s3cret", &["persistence true"]);
+    let port = broker.port();
+    let creds = ["--user", "edge", "--password", "s3cret"];
+    mqtt::publish_many_with(
+        port,
+        "kit/kept",
+        1,
+        1,
+        "kept",
+        &[&creds[..], &["--retain"]].concat(),
+    );
+
+    let mut wrong = Command::new(python());
+    wrong
+        .arg(fixture("mqtt_tool.py"))
+        .args(["pub", "--port", &port.to_string(), "--topic", "x"]);
+    wrong.args(["--user", "edge", "--password", "wrong"]);
+    let refused = process::run("mqtt_tool", &mut wrong, TIMEOUT);
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "bad password is refused:\n{}",
+        refused.tail()
+    );
+    assert!(refused.lines.iter().any(|l| l.contains("CONNACK refused")));
+
+    // SIGTERM makes mosquitto save its state; the retained message survives the restart.
+    broker.stop();
+    broker.start_again();
+    let options = SubOptions {
+        user: Some("edge".into()),
+        password: Some("s3cret".into()),
+        ..SubOptions::default()
+    };
+    let kept = mqtt::sub_with(port, &["kit/kept"], &options).wait_for_topic("kit/kept", TIMEOUT);
+    assert!(kept.retain);
+    assert_eq!(kept.text(), "kept");
+}
+
+#[test]
 fn mqtt5_request_carries_response_topic_and_correlation_data() {
     let broker = Mosquitto::start();
     let port = broker.port();

@@ -43,19 +43,42 @@ impl Mosquitto {
 
     /// [`Mosquitto::start_with`], after writing `files` (name, contents) into `{dir}`.
     pub fn with_files(files: &[(&str, &str)], extra_config: &[&str]) -> Mosquitto {
-        let dir = tempfile::Builder::new()
-            .prefix("ferrule-mosquitto-")
-            .tempdir()
-            .expect("a temporary directory for mosquitto");
-        let mut broker = Mosquitto {
-            port: 0,
-            extra: extra_config.iter().map(|line| (*line).to_owned()).collect(),
-            dir,
-            proc: None,
-        };
+        let mut broker = Self::unstarted(extra_config);
         for (name, contents) in files {
             broker.write_file(name, contents);
         }
+        broker.launch(None);
+        broker
+    }
+
+    fn unstarted(extra_config: &[&str]) -> Mosquitto {
+        Mosquitto {
+            port: 0,
+            extra: extra_config.iter().map(|line| (*line).to_owned()).collect(),
+            dir: tempfile::Builder::new()
+                .prefix("ferrule-mosquitto-")
+                .tempdir()
+                .expect("a temporary directory for mosquitto"),
+            proc: None,
+        }
+    }
+
+    /// Anonymous access off; `user` / `password` is the one account (hashed by
+    /// `mosquitto_passwd` into `{dir}/passwd`), plus `extra_config` lines.
+    pub fn with_password(user: &str, password: &str, extra_config: &[&str]) -> Mosquitto {
+        let mut lines = vec!["allow_anonymous false", "password_file {dir}/passwd"];
+        lines.extend_from_slice(extra_config);
+        let mut broker = Self::unstarted(&lines);
+        let passwd = broker.dir().join("passwd");
+        let mut cmd = Command::new(program("mosquitto_passwd", "FERRULE_MOSQUITTO_PASSWD"));
+        cmd.args(["-c", "-b"]).arg(&passwd).args([user, password]);
+        let done = super::process::run("mosquitto_passwd", &mut cmd, TIMEOUT);
+        assert!(
+            done.status.success(),
+            "mosquitto_passwd failed ({}):\n{}",
+            done.status,
+            done.tail()
+        );
         broker.launch(None);
         broker
     }
