@@ -8,7 +8,9 @@
 //!   every row not yet acknowledged, in id order: rumqttc's own retransmission state is never
 //!   trusted across connections (it drops pending messages when the broker has no session), the
 //!   queue is the only source of truth;
-//! - at most `window` rows are unacknowledged at once (pipelined drain);
+//! - at most [`WINDOW`] rows are outstanding at once — handed over, unacknowledged, or
+//!   acknowledged but not yet deleted — so a crash or reconnect resends at most that many
+//!   (the only duplicates), while the drain stays pipelined;
 //! - packet ids are assigned by rumqttc inside its event loop: requests are handed over in
 //!   order and matched to the `Outgoing::Publish(pkid)` events in that same order; a pkid can be
 //!   reused while an earlier message with it is still unacknowledged (rumqttc "collision"), so
@@ -244,9 +246,15 @@ impl<'a> Connection<'a> {
         }
     }
 
+    /// Rows that could be sent again after a crash: handed over, in flight, or acknowledged
+    /// but not yet deleted. Bounded by [`WINDOW`], which bounds the duplicates.
+    fn outstanding(&self) -> usize {
+        self.unsent.len() + self.inflight_len + self.to_ack.len() + self.acking_ids.len()
+    }
+
     /// Hands rows to rumqttc while the window has room.
     async fn fill(&mut self, acked: &HashSet<i64>) -> Result<(), StoreError> {
-        while self.unsent.len() + self.inflight_len < WINDOW {
+        while self.outstanding() < WINDOW {
             if self.buffer.is_empty() {
                 if self.exhausted {
                     return Ok(());

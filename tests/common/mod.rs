@@ -15,7 +15,7 @@
 //! python interpreter and the mosquitto binary. `.ci/run` installs them all.
 
 // Each test binary uses a different part of the kit.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod ferrule;
 pub mod modbus;

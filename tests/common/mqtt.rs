@@ -186,7 +186,11 @@ pub fn sub_with(port: u16, filters: &[&str], options: &SubOptions) -> Subscripti
 /// Subscribes to `filter` at QoS 1 with the real `mosquitto_sub` (MQTT 3.1.1). Payloads are
 /// text only (mosquitto_sub's JSON output has no binary form); no MQTT 5 properties.
 pub fn sub_mosquitto(port: u16, filter: &str) -> Subscription {
-    let mut cmd = Command::new(program("mosquitto_sub", "FERRULE_MOSQUITTO_SUB"));
+    // mosquitto_sub's stdout is block-buffered when it is a pipe: without line buffering the
+    // SUBACK report (and messages) can sit in its buffer until it exits.
+    let mut cmd = Command::new("stdbuf");
+    cmd.arg("-oL")
+        .arg(program("mosquitto_sub", "FERRULE_MOSQUITTO_SUB"));
     // -d prints "Subscribed (mid: 1): <granted qos>" when the SUBACK arrives.
     cmd.args([
         "-h",
