@@ -1,6 +1,6 @@
 //! The typed configuration model: what a valid `ferrule.yaml` means.
 //!
-//! Invariants (established by [`super::load`] and checked by [`super::validate`]):
+//! Invariants (established by [`super::load()`] and checked by the `validate` module):
 //! - every name (`site`, devices, points) is a valid MQTT topic level;
 //! - device names are unique, point names are unique within their device;
 //! - the registers of two points of one device never overlap;
@@ -142,7 +142,7 @@ impl Point {
         }
     }
 
-    /// Address one past the last register or bit of the point (may be 65536).
+    /// Address one past the last register or bit of the point (65536 at most for a valid point).
     pub fn end(&self) -> u32 {
         u32::from(self.address) + u32::from(self.width())
     }

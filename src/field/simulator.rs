@@ -315,7 +315,7 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, SimError> {
     TcpListener::from_std(std_listener).map_err(|source| SimError::Bind { addr, source })
 }
 
-/// Serves `bank` on `listener` until `cancel`; values move every [`TICK`].
+/// Serves `bank` on `listener` until `cancel`; values move four times a second.
 pub async fn serve(listener: TcpListener, bank: Arc<Bank>, cancel: CancellationToken) {
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, units = bank.units.len(), "simulator listening");
