@@ -19,7 +19,6 @@ use tracing::{info, warn, Instrument};
 use crate::broker::{Broker, Message, NoTap, Tap};
 use crate::command::{self, Target};
 use crate::config::{Config, Qos};
-use crate::field::poller;
 use crate::store::Queue;
 use crate::topics::Topics;
 use crate::uplink::{Forwarder, UplinkTask};
@@ -83,18 +82,23 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 
     let field_cancel = CancellationToken::new();
     let field = TaskTracker::new();
-    let mut targets = Vec::with_capacity(config.devices.len());
-    for device in &config.devices {
-        let device = Arc::new(device.clone());
-        let handle = poller::spawn(
-            device.clone(),
-            &topics,
-            broker.clone(),
-            field_cancel.clone(),
-            &field,
-        );
-        targets.push(Target { device, handle });
-    }
+    // One task per line (TCP host:port or serial bus); one handle per device, in config order.
+    let handles = crate::field::spawn(
+        &config,
+        &topics,
+        broker.clone(),
+        field_cancel.clone(),
+        &field,
+    );
+    let targets: Vec<Target> = config
+        .devices
+        .iter()
+        .zip(handles)
+        .map(|(device, handle)| Target {
+            device: Arc::new(device.clone()),
+            handle,
+        })
+        .collect();
     field.close();
 
     let command_cancel = CancellationToken::new();
@@ -109,6 +113,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     info!(
         site = %config.site,
         devices = config.devices.len(),
+        buses = config.buses.len(),
         uplink = config.uplink.as_ref().map_or_else(|| "off".to_owned(), |u| u.url.to_string()),
         "ferrule running"
     );

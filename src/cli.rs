@@ -1,4 +1,4 @@
-//! The command line: `run`, `check`, `simulate`, `demo`.
+//! The command line: `run`, `check`, `simulate`, `probe`, `demo`.
 //!
 //! Exit codes: 0 success; 1 a runtime failure (a port in use, an unreadable queue, ...);
 //! 2 an invalid config or bad usage.
@@ -6,15 +6,15 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::app;
-use crate::config::{self, Config, ConfigError, Origin, Transport};
-use crate::field::plan::{self, Limits};
-use crate::field::simulator;
+use crate::config::{self, Config, ConfigError, Device, Origin, Point, RegisterKind, Transport};
+use crate::field::{busload, plan, probe, simulator};
 
 /// The built-in demo config (also `configs/demo.yaml`).
 pub const DEMO_CONFIG: &str = include_str!("../configs/demo.yaml");
@@ -47,6 +47,9 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:5020")]
         bind: SocketAddr,
     },
+    /// Read raw registers or bits from a device and print every interpretation (u16/i16,
+    /// u32/i32/f32 and u64/i64/f64 in all four orders, text), to find a point's type and order.
+    Probe(ProbeArgs),
     /// Run the built-in demo: simulator + agent with the built-in demo config, broker on
     /// 127.0.0.1:1883, uplink off.
     Demo {
@@ -54,6 +57,37 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:1883")]
         listen: SocketAddr,
     },
+}
+
+/// `ferrule probe TARGET --unit N --holding ADDRESS [--count N]`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("table").required(true).args(["holding", "input", "coils", "discrete"])))]
+pub struct ProbeArgs {
+    /// The device: tcp://HOST[:PORT] (port 502 by default) or
+    /// rtu:///dev/ttyUSB0?baud=9600&parity=none&data_bits=8&stop_bits=1 (default 19200 8E1).
+    #[arg(value_name = "TARGET")]
+    target: String,
+    /// Modbus unit (slave) id.
+    #[arg(long, default_value_t = 1)]
+    unit: u8,
+    /// Read holding registers from this 0-based address (FC03).
+    #[arg(long, value_name = "ADDRESS")]
+    holding: Option<u16>,
+    /// Read input registers from this 0-based address (FC04).
+    #[arg(long, value_name = "ADDRESS")]
+    input: Option<u16>,
+    /// Read coils from this 0-based address (FC01).
+    #[arg(long, value_name = "ADDRESS")]
+    coils: Option<u16>,
+    /// Read discrete inputs from this 0-based address (FC02).
+    #[arg(long, value_name = "ADDRESS")]
+    discrete: Option<u16>,
+    /// Number of registers (1-125) or bits (1-2000) to read.
+    #[arg(long, default_value_t = 4)]
+    count: u16,
+    /// How long to wait for the connection and for the answer, e.g. 500ms, 2s.
+    #[arg(long, default_value = "1s", value_parser = config::parse_duration)]
+    timeout: Duration,
 }
 
 /// The config file, as `--config FILE` or a positional `FILE`.
@@ -86,6 +120,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Simulate { config, bind } => {
             with_config(&config, |config| runtime(simulate(config, bind)))
         }
+        Command::Probe(args) => probe_command(&args),
         Command::Demo { listen } => match demo_config(listen) {
             Ok(config) => runtime(demo(config)),
             Err(e) => report(&e),
@@ -180,16 +215,14 @@ fn check(arg: &ConfigArg) -> ExitCode {
     }
 }
 
-/// The summary `check` prints for a valid config.
+/// The summary `check` prints for a valid config: every device with its points (addresses
+/// normalised to 0-based protocol addresses) and requests per poll cycle, every bus with the
+/// share of its time the polling needs, and warnings (which do not make the config invalid).
 pub fn summary(name: &str, config: &Config) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let points: usize = config.devices.iter().map(|d| d.points.len()).sum();
-    let requests: usize = config
-        .devices
-        .iter()
-        .map(|d| plan::requests_per_cycle(&d.points, &Limits::with_gap(d.max_gap)))
-        .sum();
+    let requests: usize = config.devices.iter().map(requests_per_cycle).sum();
     let _ = writeln!(out, "{name}: valid");
     let _ = writeln!(out, "  site {}", config.site);
     let listeners: Vec<String> = config
@@ -205,16 +238,85 @@ pub fn summary(name: &str, config: &Config) -> String {
         config.devices.len()
     );
     for d in &config.devices {
-        let Transport::Tcp(addr) = &d.transport;
-        let n = plan::requests_per_cycle(&d.points, &Limits::with_gap(d.max_gap));
+        let classes = plan::classes(d);
+        let mut per = String::new();
+        if classes.len() > 1 {
+            let parts: Vec<String> = classes
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{} every {}",
+                        c.reads.len(),
+                        config::show_duration(c.interval)
+                    )
+                })
+                .collect();
+            per = format!(" ({})", parts.join(", "));
+        }
         let _ = writeln!(
             out,
-            "    {:<16} tcp {addr} unit {} poll {:?}: {} point(s), {n} request(s)",
+            "    {:<16} {} poll {}: {} point(s), {} request(s) per cycle{per}",
             d.name,
-            d.unit,
-            d.poll,
-            d.points.len()
+            d.endpoint(),
+            config::show_duration(d.poll),
+            d.points.len(),
+            requests_per_cycle(d),
         );
+        for p in &d.points {
+            let _ = writeln!(out, "      {}", describe_point(d, p));
+        }
+    }
+    let mut warnings = Vec::new();
+    for bus in &config.buses {
+        let on_bus: Vec<&Device> = config
+            .devices
+            .iter()
+            .filter(|d| matches!(&d.transport, Transport::Rtu(b) if b.name == bus.name))
+            .collect();
+        if on_bus.is_empty() {
+            warnings.push(format!("bus `{}` is not used by any device", bus.name));
+            continue;
+        }
+        let load = busload::bus_load(bus, on_bus.iter().copied());
+        let parity = bus
+            .parity
+            .as_str()
+            .chars()
+            .next()
+            .unwrap_or('n')
+            .to_ascii_uppercase();
+        let _ = writeln!(
+            out,
+            "  bus {} ({}, {} baud {}{}{}): {} device(s), polling needs {:.0}% of the bus (wire time)",
+            bus.name,
+            bus.port,
+            bus.baud,
+            bus.data_bits,
+            parity,
+            bus.stop_bits,
+            on_bus.len(),
+            load.utilisation() * 100.0
+        );
+        for c in &load.classes {
+            let _ = writeln!(
+                out,
+                "    {:<16} {} request(s), {:.1} ms of bus time every {}",
+                c.device,
+                c.requests,
+                c.time.as_secs_f64() * 1000.0,
+                config::show_duration(c.interval)
+            );
+        }
+        if load.overloaded() {
+            warnings.push(format!(
+                "bus `{}` cannot keep up: one round of its poll cycles takes {:.0}% of the time \
+                 between them at {} baud (wire time alone, before device latency); poll less \
+                 often, raise the baud rate, or spread the devices over more buses",
+                bus.name,
+                load.utilisation() * 100.0,
+                bus.baud
+            ));
+        }
     }
     match &config.uplink {
         None => {
@@ -236,7 +338,109 @@ pub fn summary(name: &str, config: &Config) -> String {
             let _ = writeln!(out, "  queue: {}", u.queue.path.display());
         }
     }
+    for w in warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
     out
+}
+
+/// Requests of one round of every poll class of a device.
+fn requests_per_cycle(d: &Device) -> usize {
+    plan::classes(d).iter().map(|c| c.reads.len()).sum()
+}
+
+/// `temperature  holding 100..101  f32 CDAB  (written 40101)`.
+fn describe_point(d: &Device, p: &Point) -> String {
+    let last = p.end() - 1;
+    let mut at = if u32::from(p.address) == last {
+        format!("{} {}", p.kind, p.address)
+    } else {
+        format!("{} {}..{last}", p.kind, p.address)
+    };
+    if let Some(bit) = p.bit {
+        at.push_str(&format!(" bit {bit}"));
+    }
+    let mut shape = p.data_type.to_string();
+    if p.count > 1 {
+        shape.push_str(&format!("[{}]", p.count));
+    }
+    let multi = p.data_type.registers() > 1 || p.data_type == config::DataType::String;
+    if multi && !p.kind.is_bit() {
+        shape.push(' ');
+        shape.push_str(if p.data_type.registers() == 4 {
+            p.order.as_str8()
+        } else {
+            p.order.as_str()
+        });
+    }
+    let mut extra = String::new();
+    if let Some(written) = &p.written_address {
+        extra.push_str(&format!("  (written {written})"));
+    }
+    if let Some(poll) = p.poll.filter(|poll| *poll != d.poll) {
+        extra.push_str(&format!("  poll {}", config::show_duration(poll)));
+    }
+    format!("{:<16} {at:<22} {shape}{extra}", p.name)
+}
+
+fn probe_command(args: &ProbeArgs) -> ExitCode {
+    let usage = |message: String| {
+        eprintln!("error: {message}");
+        ExitCode::from(EXIT_INVALID)
+    };
+    let target = match probe::parse_target(&args.target) {
+        Ok(t) => t,
+        Err(e) => return usage(e),
+    };
+    let (kind, address) = match (args.holding, args.input, args.coils, args.discrete) {
+        (Some(a), ..) => (RegisterKind::Holding, a),
+        (_, Some(a), ..) => (RegisterKind::Input, a),
+        (_, _, Some(a), _) => (RegisterKind::Coil, a),
+        (.., Some(a)) => (RegisterKind::Discrete, a),
+        _ => return usage("give one of --holding, --input, --coils, --discrete".into()),
+    };
+    let max = if kind.is_bit() {
+        plan::MAX_BITS
+    } else {
+        plan::MAX_REGISTERS
+    };
+    if args.count == 0 || args.count > max {
+        return usage(format!(
+            "--count {} is out of range; one read fetches 1 to {max} {}",
+            args.count,
+            if kind.is_bit() { "bits" } else { "registers" }
+        ));
+    }
+    if u32::from(address) + u32::from(args.count) > 65_536 {
+        return usage(format!(
+            "--count {} from address {address} passes the end of the address space (65535)",
+            args.count
+        ));
+    }
+    let req = probe::Request {
+        unit: args.unit,
+        kind,
+        address,
+        count: args.count,
+        timeout: args.timeout,
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return report(&anyhow::Error::new(e).context("cannot start the async runtime")),
+    };
+    match rt.block_on(probe::read(&target, &req)) {
+        Ok(data) => {
+            print!("{}", probe::render(&target, &req, &data));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn simulate(config: Config, bind: SocketAddr) -> anyhow::Result<()> {

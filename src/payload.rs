@@ -67,7 +67,10 @@ pub fn point_state(
     at: SystemTime,
 ) -> String {
     let mut obj = Map::with_capacity(5);
-    obj.insert("value".into(), value.map_or(Json::Null, Value::to_json));
+    obj.insert(
+        "value".into(),
+        value.as_ref().map_or(Json::Null, Value::to_json),
+    );
     obj.insert("ts".into(), Json::String(timestamp(at)));
     obj.insert("quality".into(), Json::String(quality.as_str().into()));
     if let Some(unit) = unit {

@@ -119,7 +119,7 @@ impl Ctx {
         id: Option<&str>,
         outcome: Result<Value, (&str, &str)>,
     ) {
-        let body = payload::command_result(id, outcome, SystemTime::now());
+        let body = payload::command_result(id, outcome.clone(), SystemTime::now());
         let who = cmd.origin.client_id().unwrap_or("-");
         match outcome {
             Ok(v) => {

@@ -83,7 +83,7 @@ pub fn check(point: &Point, value: &CommandValue) -> Result<WriteData, Refusal> 
             return Err(refuse("above_max", format!("{v} above max {hi}")));
         }
     }
-    if point.data_type != DataType::F32 {
+    if !point.data_type.is_float() {
         let raw = (v - point.offset) / point.scale;
         if (raw - raw.round()).abs() > 1e-6 * raw.abs().max(1.0) {
             let msg = if point.scale == 1.0 && point.offset == 0.0 {
@@ -117,17 +117,8 @@ mod tests {
 
     fn point(kind: RegisterKind, data_type: DataType, writable: Writable) -> Point {
         Point {
-            name: "sp".into(),
-            kind,
-            address: 10,
-            data_type,
-            order: WordOrder::Abcd,
-            scale: 1.0,
-            offset: 0.0,
-            unit: None,
-            deadband: 0.0,
-            heartbeat: None,
             writable,
+            ..Point::new("sp", kind, 10, data_type)
         }
     }
 

@@ -21,3 +21,4 @@ mod validate;
 pub use error::{ConfigError, Diagnostic};
 pub use load::{load, parse, Origin};
 pub use model::*;
+pub use scalar::{parse_duration, parse_host_port, show_duration};

@@ -3,9 +3,16 @@
 //! Invariants (established by [`super::load()`] and checked by the `validate` module):
 //! - every name (`site`, devices, points) is a valid MQTT topic level;
 //! - device names are unique, point names are unique within their device;
-//! - the registers of two points of one device never overlap;
-//! - every point fits in the 16-bit Modbus address space;
-//! - `coil`/`discrete` points have type `bool`.
+//! - the registers of two points of one device never overlap, except single-bit points
+//!   (`bit`) reading different bits of one register;
+//! - every point fits in the 16-bit Modbus address space and in one read request (125 registers,
+//!   2000 bits); addresses are 0-based protocol addresses whatever the file wrote (`address_base:
+//!   1`, Modicon `40001`);
+//! - `coil`/`discrete` points have type `bool`; `string` points have a `length`, a `bit` point is
+//!   a `bool` in a register, arrays (`count` > 1) are of numeric or bool types;
+//! - bus names are unique, every device on a bus names a defined bus, two buses never share a
+//!   serial port, and a device on a bus has a unit id from 1 to 247;
+//! - no host is the target of more distinct `tcp` endpoints than `modbus.max_connections_per_host`.
 //!
 //! Defaults live in one place: the `DEFAULT_*` constants below.
 
@@ -26,6 +33,14 @@ pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_GAP: u16 = 16;
 /// Modbus unit id of a device that does not set `unit`.
 pub const DEFAULT_UNIT: u8 = 1;
+/// Serial line settings of a bus that does not set them: 19200 baud, even parity, 8 data bits,
+/// 1 stop bit, the defaults of the Modbus serial line specification (§2.5.1).
+pub const DEFAULT_BAUD: u32 = 19_200;
+pub const DEFAULT_PARITY: Parity = Parity::Even;
+pub const DEFAULT_DATA_BITS: u8 = 8;
+pub const DEFAULT_STOP_BITS: u8 = 1;
+/// Most TCP connections ferrule opens to one host (devices sharing a `host:port` share one).
+pub const DEFAULT_MAX_CONNECTIONS_PER_HOST: u16 = 4;
 /// Keepalive of the upstream MQTT connection.
 pub const DEFAULT_UPLINK_KEEPALIVE: Duration = Duration::from_secs(30);
 /// Queue file used when `uplink.queue.path` is not set (relative to the state directory).
@@ -40,8 +55,12 @@ pub struct Config {
     pub site: String,
     /// The embedded MQTT broker.
     pub broker: BrokerConfig,
+    /// Serial (RS-485) buses that devices name with `bus`, in file order.
+    pub buses: Vec<Bus>,
     /// Field devices polled by the agent, in file order.
     pub devices: Vec<Device>,
+    /// Settings of the Modbus client as a whole (the `modbus` section).
+    pub modbus: ModbusSettings,
     /// Store-and-forward link to a cloud broker; `None` when the section is absent (uplink off).
     pub uplink: Option<Uplink>,
 }
@@ -58,6 +77,89 @@ pub struct BrokerConfig {
 pub struct Listener {
     /// Address and port to bind; port 0 picks a free port (logged at start).
     pub bind: SocketAddr,
+}
+
+/// The `modbus` section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModbusSettings {
+    /// Most concurrent TCP connections to one host (by its name or address as written).
+    pub max_connections_per_host: u16,
+}
+
+impl Default for ModbusSettings {
+    fn default() -> Self {
+        Self {
+            max_connections_per_host: DEFAULT_MAX_CONNECTIONS_PER_HOST,
+        }
+    }
+}
+
+/// One serial line (`buses[]`): RS-485 (or RS-232) with Modbus RTU framing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bus {
+    /// Name that devices use in `bus:`.
+    pub name: String,
+    /// Serial device, e.g. `/dev/ttyUSB0` or `/dev/serial/by-id/...`.
+    pub port: String,
+    /// Bits per second.
+    pub baud: u32,
+    pub parity: Parity,
+    /// 7 or 8 (Modbus RTU uses 8).
+    pub data_bits: u8,
+    /// 1 or 2.
+    pub stop_bits: u8,
+    /// Silence kept between two frames; `None` is 3.5 character times (at least 1.75 ms).
+    pub inter_frame_delay: Option<Duration>,
+}
+
+impl Bus {
+    /// Bits on the wire per character: start, data, parity, stop.
+    pub fn bits_per_char(&self) -> u32 {
+        1 + u32::from(self.data_bits)
+            + u32::from(self.parity != Parity::None)
+            + u32::from(self.stop_bits)
+    }
+
+    /// Time one character takes on the wire.
+    pub fn char_time(&self) -> Duration {
+        Duration::from_secs_f64(f64::from(self.bits_per_char()) / f64::from(self.baud.max(1)))
+    }
+
+    /// The silence between frames: the configured one, or 3.5 character times, and at least
+    /// 1.75 ms (the fixed value the Modbus serial line specification sets above 19200 baud).
+    pub fn frame_delay(&self) -> Duration {
+        self.inter_frame_delay.unwrap_or_else(|| {
+            self.char_time()
+                .mul_f64(3.5)
+                .max(Duration::from_micros(1750))
+        })
+    }
+}
+
+/// Parity of a serial line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Parity {
+    None,
+    Even,
+    Odd,
+}
+
+impl Parity {
+    pub const ALL: [Parity; 3] = [Self::None, Self::Even, Self::Odd];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Even => "even",
+            Self::Odd => "odd",
+        }
+    }
+}
+
+impl fmt::Display for Parity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One field device (`devices[]`).
@@ -77,15 +179,36 @@ pub struct Device {
     pub heartbeat: Duration,
     /// Largest number of unused registers (or bits) read to merge two blocks.
     pub max_gap: u16,
-    /// The point map, in file order.
+    /// 0 or 1: whether the point addresses of the file count from 0 (protocol addresses) or
+    /// from 1. Informational: [`Point::address`] is always the 0-based protocol address.
+    pub address_base: u8,
+    /// The point map: the `points` list in file order, then the points of each of `groups`.
     pub points: Vec<Point>,
+}
+
+impl Device {
+    /// The interval at which `point` is polled: its own (or its group's), else the device's.
+    pub fn poll_of(&self, point: &Point) -> Duration {
+        point.poll.unwrap_or(self.poll)
+    }
+
+    /// The unit id and line as shown in logs and `check`: `tcp 10.0.0.5:502 unit 1`.
+    pub fn endpoint(&self) -> String {
+        match &self.transport {
+            Transport::Tcp(addr) => format!("tcp {addr} unit {}", self.unit),
+            Transport::Rtu(bus) => format!("bus {} unit {}", bus.name, self.unit),
+        }
+    }
 }
 
 /// How a device is reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transport {
-    /// Modbus TCP at `host:port` (the host is resolved at every connect).
+    /// Modbus TCP at `host:port` (the host is resolved at every connect). Devices with the same
+    /// `host:port` share one connection.
     Tcp(HostPort),
+    /// Modbus RTU on a serial bus (a copy of the bus named by the device's `bus`).
+    Rtu(Bus),
 }
 
 /// A `host:port` pair; the host may be a name or an IP literal (IPv6 in brackets).
@@ -114,10 +237,21 @@ pub struct Point {
     pub kind: RegisterKind,
     /// 0-based protocol address of the first register or bit.
     pub address: u16,
-    /// Data type of the raw value.
+    /// The address as written in the file when it is not the protocol address (a Modicon
+    /// address such as `40101`, or a 1-based one), for `check` to show both.
+    pub written_address: Option<String>,
+    /// Data type of the raw value (of each element, for an array).
     pub data_type: DataType,
-    /// Byte/word order of multi-register values (ignored for 16-bit and bit values).
+    /// Byte/word order of multi-register values (ignored for 16-bit and bit values); for a
+    /// `string`, `ABCD` puts the first character in the high byte, `BADC` in the low byte.
     pub order: WordOrder,
+    /// Number of values: 1 for a scalar, more for an array (`count`), published as a JSON
+    /// array. For `bits`, the number of registers (16 values each).
+    pub count: u16,
+    /// Length in registers of a `string` (two characters each); 0 for other types.
+    pub length: u16,
+    /// The bit (0 = least significant) of the register that a single-bit point reads.
+    pub bit: Option<u8>,
     /// Engineering value = raw × `scale` + `offset`.
     pub scale: f64,
     /// See `scale`.
@@ -125,26 +259,99 @@ pub struct Point {
     /// Engineering unit, published with the value (e.g. `°C`).
     pub unit: Option<String>,
     /// A new value is published only when it differs from the last published by more than this.
-    pub deadband: f64,
+    pub deadband: Deadband,
     /// Republish at least this often; `None` uses the device's heartbeat.
     pub heartbeat: Option<Duration>,
+    /// Poll interval of this point (its own `poll`, or its group's); `None` uses the device's.
+    pub poll: Option<Duration>,
     /// Whether (and within which range) `.../set` commands may write the point.
     pub writable: Writable,
 }
 
 impl Point {
+    /// A scalar point with every optional setting at its default (tests, the simulator, probe).
+    pub fn new(name: &str, kind: RegisterKind, address: u16, data_type: DataType) -> Self {
+        Self {
+            name: name.to_owned(),
+            kind,
+            address,
+            written_address: None,
+            data_type,
+            order: WordOrder::Abcd,
+            count: 1,
+            length: 0,
+            bit: None,
+            scale: 1.0,
+            offset: 0.0,
+            unit: None,
+            deadband: Deadband::default(),
+            heartbeat: None,
+            poll: None,
+            writable: Writable::No,
+        }
+    }
+
     /// Number of registers (register kinds) or bits (bit kinds) the point occupies.
     pub fn width(&self) -> u16 {
+        let count = self.count.max(1);
         if self.kind.is_bit() {
+            count
+        } else if self.data_type == DataType::String {
+            self.length
+        } else if self.bit.is_some() {
             1
         } else {
-            self.data_type.registers()
+            count.saturating_mul(self.data_type.registers())
         }
+    }
+
+    /// Width before clamping to `u16`, for validation of absurd `count`s and `length`s.
+    pub fn width_u32(&self) -> u32 {
+        let count = u32::from(self.count.max(1));
+        if self.kind.is_bit() {
+            count
+        } else if self.data_type == DataType::String {
+            u32::from(self.length)
+        } else if self.bit.is_some() {
+            1
+        } else {
+            count * u32::from(self.data_type.registers())
+        }
+    }
+
+    /// Whether the value is published as a JSON array (`count` > 1, or `bits`).
+    pub fn is_array(&self) -> bool {
+        self.count > 1 || self.data_type == DataType::Bits
     }
 
     /// Address one past the last register or bit of the point (65536 at most for a valid point).
     pub fn end(&self) -> u32 {
-        u32::from(self.address) + u32::from(self.width())
+        u32::from(self.address) + self.width_u32()
+    }
+}
+
+/// How far a value must move from the last published one to be published again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Deadband {
+    /// In engineering units (`deadband: 0.5`); 0 publishes every change.
+    Absolute(f64),
+    /// In percent of the magnitude of the last published value (`deadband: 2%`): a change of
+    /// more than `|last| × p / 100`. After a published 0, any change is published.
+    Percent(f64),
+}
+
+impl Default for Deadband {
+    fn default() -> Self {
+        Self::Absolute(0.0)
+    }
+}
+
+impl fmt::Display for Deadband {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Absolute(a) => write!(f, "{a}"),
+            Self::Percent(p) => write!(f, "{p}%"),
+        }
     }
 }
 
@@ -200,18 +407,31 @@ pub enum DataType {
     I16,
     U32,
     I32,
+    U64,
+    I64,
     F32,
+    F64,
+    /// Text, two 8-bit characters per register (`length` registers); published up to the
+    /// first NUL, trailing spaces removed.
+    String,
+    /// A register as 16 booleans, bit 0 (least significant) first.
+    Bits,
 }
 
 impl DataType {
     /// All types, as listed in error messages.
-    pub const ALL: [DataType; 6] = [
+    pub const ALL: [DataType; 11] = [
         Self::Bool,
         Self::U16,
         Self::I16,
         Self::U32,
         Self::I32,
+        Self::U64,
+        Self::I64,
         Self::F32,
+        Self::F64,
+        Self::String,
+        Self::Bits,
     ];
 
     /// The name used in the config file.
@@ -222,16 +442,33 @@ impl DataType {
             Self::I16 => "i16",
             Self::U32 => "u32",
             Self::I32 => "i32",
+            Self::U64 => "u64",
+            Self::I64 => "i64",
             Self::F32 => "f32",
+            Self::F64 => "f64",
+            Self::String => "string",
+            Self::Bits => "bits",
         }
     }
 
-    /// Number of 16-bit registers a value of this type occupies in a register table.
+    /// Number of 16-bit registers one value of this type occupies in a register table (a
+    /// `string` takes its `length`: this is 1, per register of text).
     pub fn registers(self) -> u16 {
         match self {
-            Self::Bool | Self::U16 | Self::I16 => 1,
+            Self::Bool | Self::U16 | Self::I16 | Self::String | Self::Bits => 1,
             Self::U32 | Self::I32 | Self::F32 => 2,
+            Self::U64 | Self::I64 | Self::F64 => 4,
         }
+    }
+
+    /// True for the numeric types (integers and floats).
+    pub fn is_numeric(self) -> bool {
+        !matches!(self, Self::Bool | Self::String | Self::Bits)
+    }
+
+    /// True for `f32` and `f64`.
+    pub fn is_float(self) -> bool {
+        matches!(self, Self::F32 | Self::F64)
     }
 }
 
@@ -243,6 +480,12 @@ impl fmt::Display for DataType {
 
 /// Byte order of a multi-register value, named after where the bytes of the big-endian value
 /// `A B C D` (A most significant) appear on the wire, register by register.
+///
+/// The same four orders apply to 8-byte values `A B C D E F G H`, as the two independent
+/// swaps they are made of: word order reversed or not, bytes swapped within each register or
+/// not. `ABCD` = `ABCDEFGH` (big-endian), `CDAB` = `GHEFCDAB` (registers in reverse order),
+/// `BADC` = `BADCFEHG` (bytes swapped in each register), `DCBA` = `HGFEDCBA` (little-endian).
+/// The config accepts both spellings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum WordOrder {
     /// Big-endian words, big-endian bytes (the Modbus default).
@@ -268,6 +511,26 @@ impl WordOrder {
             Self::Badc => "BADC",
             Self::Dcba => "DCBA",
         }
+    }
+
+    /// The 8-byte spelling of the same order.
+    pub fn as_str8(self) -> &'static str {
+        match self {
+            Self::Abcd => "ABCDEFGH",
+            Self::Cdab => "GHEFCDAB",
+            Self::Badc => "BADCFEHG",
+            Self::Dcba => "HGFEDCBA",
+        }
+    }
+
+    /// Whether the registers come least significant first (`CDAB`, `DCBA`).
+    pub fn words_reversed(self) -> bool {
+        matches!(self, Self::Cdab | Self::Dcba)
+    }
+
+    /// Whether the two bytes of each register are swapped (`BADC`, `DCBA`).
+    pub fn bytes_swapped(self) -> bool {
+        matches!(self, Self::Badc | Self::Dcba)
     }
 }
 

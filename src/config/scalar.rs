@@ -11,7 +11,8 @@ use serde_yaml::Value;
 
 use super::decode::{expected, map, quote, Ctx, Decode};
 use super::model::{
-    DataType, Durability, HostPort, Qos, RegisterKind, UplinkUrl, WordOrder, Writable,
+    DataType, Deadband, Durability, HostPort, Parity, Qos, RegisterKind, UplinkUrl, WordOrder,
+    Writable,
 };
 
 /// The text of a string node.
@@ -155,18 +156,124 @@ impl Decode for Scale {
     }
 }
 
-/// A finite number ≥ 0 (a deadband).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct NonNegative(pub f64);
+/// An integer within `min..=max`, for the small bounded settings below.
+macro_rules! bounded_integer {
+    ($(#[$doc:meta])* $name:ident($t:ty), $min:expr, $max:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct $name(pub $t);
 
-impl Decode for NonNegative {
-    fn decode(cx: &mut Ctx, node: &Value) -> Option<Self> {
-        let f = finite(cx, node)?;
-        if f < 0.0 {
-            cx.error(format!("`{f}` is negative; expected a number ≥ 0"));
-            return None;
+        impl Decode for $name {
+            fn decode(cx: &mut Ctx, node: &Value) -> Option<Self> {
+                integer(cx, node, $min, $max).and_then(|i| <$t>::try_from(i).ok().map($name))
+            }
         }
-        Some(NonNegative(f))
+    };
+}
+
+bounded_integer!(
+    /// `address_base`: 0 or 1.
+    AddressBase(u8), 0, 1
+);
+bounded_integer!(
+    /// `bit`: a bit of a 16-bit register, 0 (least significant) to 15.
+    BitIndex(u8), 0, 15
+);
+bounded_integer!(
+    /// `count`: elements of an array point (a coil table may have up to 2000).
+    Count(u16), 1, 2000
+);
+bounded_integer!(
+    /// `length`: registers of a string point (one read holds at most 125).
+    Length(u16), 1, 125
+);
+bounded_integer!(
+    /// `baud`: bits per second of a serial line.
+    Baud(u32), 50, 4_000_000
+);
+bounded_integer!(
+    /// `data_bits`: 7 or 8.
+    DataBits(u8), 7, 8
+);
+bounded_integer!(
+    /// `stop_bits`: 1 or 2.
+    StopBits(u8), 1, 2
+);
+bounded_integer!(
+    /// `modbus.max_connections_per_host`.
+    ConnectionCap(u16), 1, 1024
+);
+
+impl Decode for Deadband {
+    fn decode(cx: &mut Ctx, node: &Value) -> Option<Self> {
+        const ALLOWED: &str = "expected a number ≥ 0 or a percentage such as `2%`";
+        match node {
+            Value::String(s) => {
+                let parsed = s
+                    .trim_end()
+                    .strip_suffix('%')
+                    .and_then(|n| n.trim().parse::<f64>().ok())
+                    .filter(|p| p.is_finite() && *p >= 0.0);
+                if parsed.is_none() {
+                    cx.error(format!("{} is not a deadband; {ALLOWED}", quote(s)));
+                }
+                parsed.map(Deadband::Percent)
+            }
+            Value::Number(_) => {
+                let f = finite(cx, node)?;
+                if f < 0.0 {
+                    cx.error(format!("`{f}` is negative; {ALLOWED}"));
+                    return None;
+                }
+                Some(Deadband::Absolute(f))
+            }
+            _ => {
+                cx.error(expected("a number ≥ 0 or a percentage such as `2%`", node));
+                None
+            }
+        }
+    }
+}
+
+impl Decode for Parity {
+    fn decode(cx: &mut Ctx, node: &Value) -> Option<Self> {
+        one_of(cx, node, "a parity", &Self::ALL, Self::as_str, true)
+    }
+}
+
+/// `address`: as written, before it is resolved against the point's `kind` and the device's
+/// `address_base` (see `schema::resolve_address`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddressInput {
+    /// A plain integer.
+    Number(u32),
+    /// A quoted Modicon address of 5 or 6 digits (`"010001"` keeps its leading zero).
+    Modicon(String),
+}
+
+impl Decode for AddressInput {
+    fn decode(cx: &mut Ctx, node: &Value) -> Option<Self> {
+        const ALLOWED: &str = "an integer from 0 to 65535";
+        match node {
+            Value::String(s)
+                if (s.len() == 5 || s.len() == 6) && s.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                Some(AddressInput::Modicon(s.clone()))
+            }
+            Value::Number(n) if !n.is_f64() => match n.as_i64() {
+                Some(i) if (0..=465_536).contains(&i) => {
+                    u32::try_from(i).ok().map(AddressInput::Number)
+                }
+                _ => {
+                    cx.error(format!("`{n}` is out of range; expected {ALLOWED}"));
+                    None
+                }
+            },
+            _ => {
+                cx.error(expected(ALLOWED, node));
+                None
+            }
+        }
     }
 }
 
@@ -272,7 +379,7 @@ impl Decode for HostPort {
 }
 
 /// Parses `host:port`, `[v6]:port`, and (with a default port) `host` / `[v6]`.
-fn parse_host_port(s: &str, default_port: Option<u16>) -> Result<HostPort, String> {
+pub fn parse_host_port(s: &str, default_port: Option<u16>) -> Result<HostPort, String> {
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
         let (host, after) = rest.split_once(']').ok_or("`[` without a closing `]`")?;
         if host.parse::<Ipv6Addr>().is_err() {
@@ -364,6 +471,14 @@ impl Decode for DataType {
 
 impl Decode for WordOrder {
     fn decode(cx: &mut Ctx, node: &Value) -> Option<Self> {
+        // The 8-byte spellings (`GHEFCDAB`) name the same four orders.
+        if let Some(order) = node.as_str().and_then(|s| {
+            Self::ALL
+                .into_iter()
+                .find(|o| o.as_str8().eq_ignore_ascii_case(s))
+        }) {
+            return Some(order);
+        }
         one_of(cx, node, "a byte order", &Self::ALL, Self::as_str, true)
     }
 }
@@ -598,9 +713,34 @@ mod tests {
         assert!(decode::<Scale>("0.0")
             .expect_err("zero")
             .contains("non-zero"));
-        assert!(decode::<NonNegative>("-0.5")
+        assert!(decode::<Deadband>("-0.5")
             .expect_err("neg")
             .contains("`-0.5` is negative"));
+        assert_eq!(decode::<Deadband>("2%"), Ok(Deadband::Percent(2.0)));
+        assert_eq!(decode::<Deadband>("0.5"), Ok(Deadband::Absolute(0.5)));
+        assert!(decode::<Deadband>("\"-2%\"")
+            .expect_err("neg")
+            .contains("is not a deadband"));
+        assert!(decode::<Deadband>("lots")
+            .expect_err("word")
+            .contains("a percentage such as `2%`"));
+        assert_eq!(decode::<WordOrder>("GHEFCDAB"), Ok(WordOrder::Cdab));
+        assert_eq!(decode::<WordOrder>("hgfedcba"), Ok(WordOrder::Dcba));
+        assert_eq!(decode::<Parity>("Even"), Ok(Parity::Even));
+        assert!(decode::<BitIndex>("16")
+            .expect_err("bit")
+            .contains("from 0 to 15"));
+        assert_eq!(
+            decode::<AddressInput>("\"010001\""),
+            Ok(AddressInput::Modicon("010001".into()))
+        );
+        assert_eq!(
+            decode::<AddressInput>("400001"),
+            Ok(AddressInput::Number(400_001))
+        );
+        assert!(decode::<AddressInput>("\"7\"")
+            .expect_err("short string")
+            .contains("expected an integer from 0 to 65535, found the string `7`"));
         assert!(decode::<PathBuf>("\"\"")
             .expect_err("empty")
             .contains("path is empty"));

@@ -13,24 +13,41 @@ use std::time::Duration;
 
 use serde_yaml::Value;
 
-use super::decode::{all, expected, list, map, Ctx, Decode, Map};
+use super::decode::{all, expected, list, map, quote, Ctx, Decode, Map, Seg};
 use super::load::Origin;
 use super::model::*;
-use super::scalar::{Finite, NonNegative, Scale, UnitId};
-use super::validate;
+use super::scalar::{
+    AddressBase, AddressInput, Baud, BitIndex, ConnectionCap, Count, DataBits, Finite, Length,
+    Scale, StopBits, UnitId,
+};
+use super::validate::{self, PointAt};
 
-const TOP: &[&str] = &["site", "broker", "devices", "uplink"];
+const TOP: &[&str] = &["site", "broker", "modbus", "buses", "devices", "uplink"];
+const MODBUS: &[&str] = &["max_connections_per_host"];
+const BUS: &[&str] = &[
+    "name",
+    "port",
+    "baud",
+    "parity",
+    "data_bits",
+    "stop_bits",
+    "inter_frame_delay",
+];
+const GROUP: &[&str] = &["poll", "heartbeat", "points"];
 const BROKER: &[&str] = &["listeners"];
 const LISTENER: &[&str] = &["bind"];
 const DEVICE: &[&str] = &[
     "name",
     "tcp",
+    "bus",
     "unit",
     "poll",
     "timeout",
     "heartbeat",
     "max_gap",
+    "address_base",
     "points",
+    "groups",
 ];
 const POINT: &[&str] = &[
     "name",
@@ -38,11 +55,15 @@ const POINT: &[&str] = &[
     "address",
     "type",
     "order",
+    "count",
+    "length",
+    "bit",
     "scale",
     "offset",
     "unit",
     "deadband",
     "heartbeat",
+    "poll",
     "writable",
 ];
 const UPLINK: &[&str] = &["url", "client_id", "keepalive", "ca", "forward", "queue"];
@@ -61,14 +82,87 @@ pub fn config(cx: &mut Ctx, root: &Value, origin: &Origin) -> Option<Config> {
     let m = map(cx, root, TOP)?;
     let site = m.required_with(cx, "site", |cx, v| level_name(cx, v, "site"));
     let broker = m.optional_with(cx, "broker", broker);
-    let devices = m.required_with(cx, "devices", devices);
+    let modbus = m.optional_with(cx, "modbus", modbus);
+    let buses = m
+        .optional_with(cx, "buses", buses)
+        .map(Option::unwrap_or_default);
+    let cap = match &modbus {
+        Some(Some(settings)) => Some(settings.max_connections_per_host),
+        Some(None) => Some(DEFAULT_MAX_CONNECTIONS_PER_HOST),
+        None => None,
+    };
+    let devices = m.required_with(cx, "devices", |cx, v| devices(cx, v, buses.as_deref(), cap));
     let uplink = m.optional_with(cx, "uplink", |cx, v| uplink(cx, v, site.as_deref(), origin));
+    let buses = all(buses?.into_iter().map(|b| b.item).collect());
     Some(Config {
         site: site?,
         broker: broker?.unwrap_or_else(default_broker),
+        buses: buses?,
         devices: devices?,
+        modbus: modbus?.unwrap_or_default(),
         uplink: uplink?,
     })
+}
+
+fn modbus(cx: &mut Ctx, node: &Value) -> Option<ModbusSettings> {
+    let m = map(cx, node, MODBUS)?;
+    let cap = m.or(
+        cx,
+        "max_connections_per_host",
+        ConnectionCap(DEFAULT_MAX_CONNECTIONS_PER_HOST),
+    );
+    Some(ModbusSettings {
+        max_connections_per_host: cap?.0,
+    })
+}
+
+fn buses(cx: &mut Ctx, node: &Value) -> Option<Vec<Named<Bus>>> {
+    let items = list(cx, node, bus)?;
+    let names: Vec<Option<&str>> = items.iter().map(|b| b.name.as_deref()).collect();
+    validate::unique_names(cx, "bus", "buses", &names);
+    let ports: Vec<Option<&str>> = items
+        .iter()
+        .map(|b| b.item.as_ref().map(|b| b.port.as_str()))
+        .collect();
+    validate::unique_ports(cx, &ports);
+    Some(items)
+}
+
+fn bus(cx: &mut Ctx, node: &Value) -> Named<Bus> {
+    let Some(m) = map(cx, node, BUS) else {
+        return Named::failed();
+    };
+    let name = m.required_with(cx, "name", |cx, v| {
+        let name = String::decode(cx, v)?;
+        validate::bus_name(cx, &name);
+        Some(name)
+    });
+    let port = m.required_with(cx, "port", |cx, v| {
+        let port = String::decode(cx, v)?;
+        if port.trim().is_empty() {
+            cx.error("the port is empty; expected a serial device such as `/dev/ttyUSB0`");
+            return None;
+        }
+        Some(port)
+    });
+    let baud = m.or(cx, "baud", Baud(DEFAULT_BAUD));
+    let parity = m.or(cx, "parity", DEFAULT_PARITY);
+    let data_bits = m.or(cx, "data_bits", DataBits(DEFAULT_DATA_BITS));
+    let stop_bits = m.or(cx, "stop_bits", StopBits(DEFAULT_STOP_BITS));
+    let delay = m.optional::<Duration>(cx, "inter_frame_delay");
+    validate::frame_delay(cx, delay.flatten());
+    let item = (|| {
+        Some(Bus {
+            name: name.clone()?,
+            port: port?,
+            baud: baud?.0,
+            parity: parity?,
+            data_bits: data_bits?.0,
+            stop_bits: stop_bits?.0,
+            inter_frame_delay: delay?,
+        })
+    })();
+    Named { name, item }
 }
 
 /// A name that is also a topic level: the site, a device, a point.
@@ -122,97 +216,407 @@ impl<T> Named<T> {
     }
 }
 
-fn devices(cx: &mut Ctx, node: &Value) -> Option<Vec<Device>> {
-    let items = list(cx, node, device)?;
+/// `buses` is `None` when the `buses` section failed to decode (then bus names are not checked).
+fn devices(
+    cx: &mut Ctx,
+    node: &Value,
+    buses: Option<&[Named<Bus>]>,
+    cap: Option<u16>,
+) -> Option<Vec<Device>> {
+    let items = list(cx, node, |cx, v| device(cx, v, buses))?;
     if items.is_empty() {
         cx.error("no devices: at least one device is required");
     }
     let names: Vec<Option<&str>> = items.iter().map(|d| d.name.as_deref()).collect();
     validate::unique_names(cx, "device", "devices", &names);
+    if let Some(cap) = cap {
+        let endpoints: Vec<Option<&HostPort>> = items
+            .iter()
+            .map(|d| match d.item.as_ref().map(|d| &d.transport) {
+                Some(Transport::Tcp(addr)) => Some(addr),
+                _ => None,
+            })
+            .collect();
+        validate::connections_per_host(cx, &endpoints, cap);
+    }
     all(items.into_iter().map(|d| d.item).collect())
 }
 
-fn device(cx: &mut Ctx, node: &Value) -> Named<Device> {
+fn device(cx: &mut Ctx, node: &Value, buses: Option<&[Named<Bus>]>) -> Named<Device> {
     let Some(m) = map(cx, node, DEVICE) else {
         return Named::failed();
     };
     let name = m.required_with(cx, "name", |cx, v| level_name(cx, v, "device"));
-    let item = device_fields(cx, m, name.clone());
+    let item = device_fields(cx, m, name.clone(), buses);
     Named { name, item }
 }
 
-fn device_fields(cx: &mut Ctx, m: Map<'_>, name: Option<String>) -> Option<Device> {
-    let tcp = m.required::<HostPort>(cx, "tcp");
+fn device_fields(
+    cx: &mut Ctx,
+    m: Map<'_>,
+    name: Option<String>,
+    buses: Option<&[Named<Bus>]>,
+) -> Option<Device> {
+    let tcp = m.optional::<HostPort>(cx, "tcp");
+    let bus = m.optional_with(cx, "bus", |cx, v| bus_ref(cx, v, buses));
     let unit = m.or(cx, "unit", UnitId(DEFAULT_UNIT));
     let poll = m.or(cx, "poll", DEFAULT_POLL);
     let timeout = m.or(cx, "timeout", DEFAULT_TIMEOUT);
     let heartbeat = m.or(cx, "heartbeat", DEFAULT_HEARTBEAT);
     let max_gap = m.or(cx, "max_gap", DEFAULT_MAX_GAP);
-    let points = m.required_with(cx, "points", points);
+    let address_base = m.or(cx, "address_base", AddressBase(0));
+    // A bad `address_base` is reported once; the points are still checked, as 0-based.
+    let base = address_base.map_or(0, |b| b.0);
+    let plain = m.optional_with(cx, "points", |cx, v| {
+        point_list(cx, v, base, &Inherited::default())
+    });
+    let groups = m.optional_with(cx, "groups", |cx, v| {
+        list(cx, v, |cx, v| group(cx, v, base))
+    });
     validate::timing(cx, poll, timeout);
+    let transport = transport(cx, &m, tcp, bus);
+    if matches!(transport, Some(Transport::Rtu(_))) {
+        validate::bus_unit(cx, unit);
+    }
+    let points = gather_points(cx, &m, plain?, groups?);
     Some(Device {
         name: name?,
-        transport: Transport::Tcp(tcp?),
+        transport: transport?,
+        points: points?,
         unit: unit?.0,
         poll: poll?,
         timeout: timeout?,
         heartbeat: heartbeat?,
         max_gap: max_gap?,
-        points: points?,
+        address_base: address_base?.0,
     })
 }
 
-fn points(cx: &mut Ctx, node: &Value) -> Option<Vec<Point>> {
-    let items = list(cx, node, point)?;
-    if items.is_empty() {
-        cx.error("no points: a device needs at least one point");
+/// Exactly one of `tcp` and `bus`. `None` when one of them failed to decode (already reported)
+/// or when both or neither are given (reported here).
+fn transport(
+    cx: &mut Ctx,
+    m: &Map<'_>,
+    tcp: Option<Option<HostPort>>,
+    bus: Option<Option<Option<Bus>>>,
+) -> Option<Transport> {
+    match (tcp?, bus?) {
+        (Some(addr), None) => Some(Transport::Tcp(addr)),
+        (None, Some(bus)) => bus.map(Transport::Rtu),
+        (Some(_), Some(_)) => {
+            if m.get("bus").is_some() {
+                cx.key_error(
+                    "bus",
+                    0,
+                    "a device has either `tcp` (Modbus TCP) or `bus` (Modbus RTU), not both",
+                );
+            }
+            None
+        }
+        (None, None) => {
+            cx.error(
+                "missing required key `tcp` or `bus`: a device is reached over Modbus TCP \
+                 (`tcp: host:port`) or on a serial bus (`bus: name` of one of `buses`)",
+            );
+            None
+        }
     }
-    let names: Vec<Option<&str>> = items.iter().map(|p| p.name.as_deref()).collect();
-    validate::unique_names(cx, "point", "points", &names);
-    let decoded: Vec<Option<&Point>> = items.iter().map(|p| p.item.as_ref()).collect();
-    validate::points(cx, &decoded);
-    all(items.into_iter().map(|p| p.item).collect())
 }
 
-fn point(cx: &mut Ctx, node: &Value) -> Named<Point> {
+/// `bus: name`: the bus, `Some(None)` when that bus itself failed to decode (reported there).
+fn bus_ref(cx: &mut Ctx, node: &Value, buses: Option<&[Named<Bus>]>) -> Option<Option<Bus>> {
+    let name = String::decode(cx, node)?;
+    // Without a decoded `buses` section (reported there), no name can be checked.
+    let buses = buses?;
+    match buses
+        .iter()
+        .find(|b| b.name.as_deref() == Some(name.as_str()))
+    {
+        Some(b) => Some(b.item.clone()),
+        None => {
+            let known: Vec<&str> = buses.iter().filter_map(|b| b.name.as_deref()).collect();
+            if known.is_empty() {
+                cx.error(format!(
+                    "no bus named {}: the `buses` section defines none",
+                    quote(&name)
+                ));
+            } else {
+                cx.error(format!(
+                    "no bus named {}; expected one of {}",
+                    quote(&name),
+                    known.join(", ")
+                ));
+            }
+            None
+        }
+    }
+}
+
+/// What a group passes on to its points.
+#[derive(Debug, Default, Clone, Copy)]
+struct Inherited {
+    poll: Option<Duration>,
+    heartbeat: Option<Duration>,
+}
+
+/// `groups[]`: `{poll, heartbeat, points}`; the points, with the group's settings as defaults.
+fn group(cx: &mut Ctx, node: &Value, base: u8) -> Option<Vec<Named<Point>>> {
+    let m = map(cx, node, GROUP)?;
+    let poll = m.required::<Duration>(cx, "poll");
+    validate::timing(cx, poll, None);
+    let heartbeat = m.optional::<Duration>(cx, "heartbeat");
+    let inherited = Inherited {
+        poll,
+        heartbeat: heartbeat.flatten(),
+    };
+    let points = m.required_with(cx, "points", |cx, v| point_list(cx, v, base, &inherited));
+    poll?;
+    heartbeat?;
+    points
+}
+
+fn point_list(
+    cx: &mut Ctx,
+    node: &Value,
+    base: u8,
+    inherited: &Inherited,
+) -> Option<Vec<Named<Point>>> {
+    list(cx, node, |cx, v| point(cx, v, base, inherited))
+}
+
+/// Joins `points` and the points of `groups` into the device's point map, checking names and
+/// overlaps across all of them.
+fn gather_points(
+    cx: &mut Ctx,
+    m: &Map<'_>,
+    plain: Option<Vec<Named<Point>>>,
+    groups: Option<Vec<Option<Vec<Named<Point>>>>>,
+) -> Option<Vec<Point>> {
+    let mut located: Vec<(Vec<Seg>, Named<Point>)> = Vec::new();
+    let plain_empty = plain.as_ref().is_some_and(Vec::is_empty);
+    for (i, p) in plain.into_iter().flatten().enumerate() {
+        located.push((vec![Seg::Key("points".into()), Seg::Index(i)], p));
+    }
+    let mut groups_failed = false;
+    for (g, group) in groups.into_iter().flatten().enumerate() {
+        let Some(points) = group else {
+            groups_failed = true;
+            continue;
+        };
+        for (i, p) in points.into_iter().enumerate() {
+            let path = vec![
+                Seg::Key("groups".into()),
+                Seg::Index(g),
+                Seg::Key("points".into()),
+                Seg::Index(i),
+            ];
+            located.push((path, p));
+        }
+    }
+    if located.is_empty() && !groups_failed {
+        if plain_empty {
+            cx.at_key("points", |cx| {
+                cx.error("no points: a device needs at least one point")
+            });
+        } else if m.get("points").is_none() && m.get("groups").is_none() {
+            cx.error("missing required key `points`");
+        } else {
+            cx.error("no points: a device needs at least one point");
+        }
+    }
+    let at: Vec<PointAt<'_>> = located
+        .iter()
+        .map(|(path, p)| PointAt {
+            path,
+            name: p.name.as_deref(),
+            point: p.item.as_ref(),
+        })
+        .collect();
+    validate::points(cx, &at);
+    let points = all(located.into_iter().map(|(_, p)| p.item).collect());
+    if groups_failed {
+        return None;
+    }
+    points
+}
+
+fn point(cx: &mut Ctx, node: &Value, base: u8, inherited: &Inherited) -> Named<Point> {
     let Some(m) = map(cx, node, POINT) else {
         return Named::failed();
     };
     let name = m.required_with(cx, "name", |cx, v| level_name(cx, v, "point"));
-    let item = point_fields(cx, m, name.clone());
+    let item = point_fields(cx, m, name.clone(), base, inherited);
     Named { name, item }
 }
 
-fn point_fields(cx: &mut Ctx, m: Map<'_>, name: Option<String>) -> Option<Point> {
-    let kind = m.required::<RegisterKind>(cx, "kind");
-    let address = m.required::<u16>(cx, "address");
+fn point_fields(
+    cx: &mut Ctx,
+    m: Map<'_>,
+    name: Option<String>,
+    base: u8,
+    inherited: &Inherited,
+) -> Option<Point> {
+    let kind = m.optional::<RegisterKind>(cx, "kind");
+    let address = m.required_with(cx, "address", |cx, v| {
+        let input = AddressInput::decode(cx, v)?;
+        let Some(kind) = kind else {
+            // `kind` failed to decode (reported there): the address is still checked for what
+            // does not depend on it.
+            if let Some(message) = address_without_kind(&input, base) {
+                cx.error(message);
+            }
+            return None;
+        };
+        resolve_address(&input, kind, base)
+            .map_err(|message| cx.error(message))
+            .ok()
+    });
     let data_type = m.optional::<DataType>(cx, "type");
     let order = m.or(cx, "order", WordOrder::default());
+    let count = m.or(cx, "count", Count(1));
+    let length = m.optional::<Length>(cx, "length");
+    let bit = m.optional::<BitIndex>(cx, "bit");
     let scale = m.or(cx, "scale", Scale(1.0));
     let offset = m.or(cx, "offset", Finite(0.0));
     let unit = m.optional::<String>(cx, "unit");
-    let deadband = m.or(cx, "deadband", NonNegative(0.0));
+    let deadband = m.or(cx, "deadband", Deadband::default());
     let heartbeat = m.optional::<Duration>(cx, "heartbeat");
+    let poll = m.optional::<Duration>(cx, "poll");
+    validate::timing(cx, poll.flatten(), None);
     let writable = m.or(cx, "writable", Writable::No);
-    let kind = kind?;
+    let (kind, address, written_address) = address?;
+    let bit = bit?.map(|b| b.0);
+    let data_type = data_type?.unwrap_or(default_type(kind, bit.is_some()));
     Some(Point {
         name: name?,
         kind,
-        address: address?,
-        data_type: data_type?.unwrap_or(default_type(kind)),
+        address,
+        written_address,
+        data_type,
         order: order?,
+        count: count?.0,
+        length: length?.map_or(0, |l| l.0),
+        bit,
         scale: scale?.0,
         offset: offset?.0,
         unit: unit?,
-        deadband: deadband?.0,
-        heartbeat: heartbeat?,
+        deadband: deadband?,
+        heartbeat: heartbeat?.or(inherited.heartbeat),
+        poll: poll?.or(inherited.poll),
         writable: writable?,
     })
 }
 
-/// `bool` for the bit tables, `u16` for the register tables.
-fn default_type(kind: RegisterKind) -> DataType {
-    if kind.is_bit() {
+/// The table, 0-based protocol address and (when it differs) the address as written, of a
+/// point's `address` given its `kind` (absent: the address must be a Modicon address) and
+/// the device's `address_base`.
+///
+/// - Without `kind`, the address is a Modicon address: 5 digits (`00001`-`09999` coils,
+///   `10001`-`19999` discrete inputs, `30001`-`39999` input registers, `40001`-`49999` holding
+///   registers) or 6 digits (`000001`-`065536`, `100001`-`165536`, `300001`-`365536`,
+///   `400001`-`465536`). Modicon addresses count from 1 whatever `address_base` says.
+/// - With `kind`, a number is a plain address counted from `address_base`; a number too large
+///   for that, or a quoted 5/6-digit string, is taken as a Modicon address if it names the same
+///   table.
+pub fn resolve_address(
+    input: &AddressInput,
+    kind: Option<RegisterKind>,
+    base: u8,
+) -> Result<(RegisterKind, u16, Option<String>), String> {
+    let base = u32::from(base);
+    let (text, modicon) = match input {
+        AddressInput::Number(n) => (n.to_string(), modicon(*n, None)),
+        AddressInput::Modicon(s) => (
+            s.clone(),
+            s.parse().ok().and_then(|n| modicon(n, Some(s.len()))),
+        ),
+    };
+    let plain = match (input, kind) {
+        (AddressInput::Number(n), Some(_)) if *n <= 65_535 + base => Some(*n),
+        _ => None,
+    };
+    match (kind, plain, modicon) {
+        (Some(kind), Some(n), _) => {
+            if n < base {
+                return Err(format!(
+                    "address {n} is below 1: this device counts addresses from 1 \
+                     (`address_base: 1`)"
+                ));
+            }
+            let address = u16::try_from(n - base).map_err(|_| out_of_range(&text, base))?;
+            Ok((kind, address, (base == 1).then_some(text)))
+        }
+        (Some(kind), None, Some((table, address))) if table == kind => {
+            Ok((kind, address, Some(text)))
+        }
+        (Some(kind), None, Some((table, _))) => Err(format!(
+            "`{text}` is a Modicon address of the {table} table, but `kind` is {kind}"
+        )),
+        (Some(_), None, None) => Err(match input {
+            AddressInput::Modicon(_) => format!(
+                "{} is not a Modicon address; {MODICON_RANGES}",
+                quote(&text)
+            ),
+            AddressInput::Number(_) => out_of_range(&text, base),
+        }),
+        (None, _, Some((table, address))) => Ok((table, address, Some(text))),
+        (None, _, None) => Err(format!(
+            "`{text}` is not a Modicon address, and the point has no `kind`: give `kind` \
+             (coil, discrete, holding or input) with a protocol address, or write a Modicon \
+             address ({MODICON_RANGES})"
+        )),
+    }
+}
+
+/// What is wrong with an address whatever the table: too large to be a plain address or a
+/// Modicon one.
+fn address_without_kind(input: &AddressInput, base: u8) -> Option<String> {
+    let AddressInput::Number(n) = input else {
+        return None;
+    };
+    let fits = *n <= 65_535 + u32::from(base) || modicon(*n, None).is_some();
+    (!fits).then(|| out_of_range(&n.to_string(), u32::from(base)))
+}
+
+const MODICON_RANGES: &str = "00001-09999 coils, 10001-19999 discrete inputs, 30001-39999 \
+                              input registers, 40001-49999 holding registers, or 6 digits: \
+                              400001-465536 and so on";
+
+fn out_of_range(text: &str, base: u32) -> String {
+    format!(
+        "`{text}` is out of range; expected an integer from {base} to {}",
+        65_535 + base
+    )
+}
+
+/// The table and 0-based address of Modicon address `n`; `digits` is the length of the quoted
+/// form (`None` for a number, where leading zeros are lost: 6-digit coil addresses above 9999
+/// must be quoted, as `"010001"`).
+fn modicon(n: u32, digits: Option<usize>) -> Option<(RegisterKind, u16)> {
+    let (table, offset) = match digits {
+        Some(6) | None if n >= 100_000 => (n / 100_000, n % 100_000),
+        Some(6) => (0, n),
+        None | Some(5) if n < 100_000 => (n / 10_000, n % 10_000),
+        _ => return None,
+    };
+    let six = digits == Some(6) || n >= 100_000;
+    let max = if six { 65_536 } else { 9_999 };
+    let kind = match table {
+        0 => RegisterKind::Coil,
+        1 => RegisterKind::Discrete,
+        3 => RegisterKind::Input,
+        4 => RegisterKind::Holding,
+        _ => return None,
+    };
+    if offset == 0 || offset > max {
+        return None;
+    }
+    u16::try_from(offset - 1).ok().map(|a| (kind, a))
+}
+
+/// `bool` for the bit tables and single-bit points, `u16` for the register tables.
+fn default_type(kind: RegisterKind, bit: bool) -> DataType {
+    if kind.is_bit() || bit {
         DataType::Bool
     } else {
         DataType::U16
@@ -331,13 +735,18 @@ devices:
                 name: "temp".into(),
                 kind: RegisterKind::Holding,
                 address: 100,
+                written_address: None,
                 data_type: DataType::U16,
                 order: WordOrder::Abcd,
+                count: 1,
+                length: 0,
+                bit: None,
                 scale: 1.0,
                 offset: 0.0,
                 unit: None,
-                deadband: 0.0,
+                deadband: Deadband::Absolute(0.0),
                 heartbeat: None,
+                poll: None,
                 writable: Writable::No,
             }
         );
@@ -406,7 +815,10 @@ uplink:
         assert_eq!(temp.kind, RegisterKind::Input);
         assert_eq!((temp.address, temp.data_type), (65534, DataType::F32));
         assert_eq!(temp.order, WordOrder::Cdab);
-        assert_eq!((temp.scale, temp.offset, temp.deadband), (0.1, -40.0, 0.5));
+        assert_eq!(
+            (temp.scale, temp.offset, temp.deadband),
+            (0.1, -40.0, Deadband::Absolute(0.5))
+        );
         assert_eq!(temp.unit.as_deref(), Some("°C"));
         assert_eq!(temp.heartbeat, Some(Duration::from_secs(3600)));
         let writable: Vec<Writable> = d.points.iter().map(|p| p.writable).collect();

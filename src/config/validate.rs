@@ -7,13 +7,21 @@
 //! so a typo is reported once and never causes a second, spurious error. Rules only record
 //! problems; they never change the model.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::decode::{quote, Ctx};
-use super::model::{DataType, Listener, Point, RegisterKind, Writable};
-use super::scalar::show_duration;
+use super::decode::{quote, render, Ctx, Seg};
+use super::model::{DataType, HostPort, Listener, Point, RegisterKind, WordOrder, Writable};
+use super::scalar::{show_duration, UnitId};
 use crate::topics;
+
+/// Registers one read may fetch (FC03/FC04); a point must fit in one read.
+const MAX_READ_REGISTERS: u32 = 125;
+/// Bits one read may fetch (FC01/FC02).
+const MAX_READ_BITS: u32 = 2000;
+/// Longest inter-frame delay accepted.
+const MAX_FRAME_DELAY: Duration = Duration::from_secs(1);
 
 /// Shortest poll interval accepted.
 const MIN_POLL: Duration = Duration::from_millis(10);
@@ -51,14 +59,51 @@ pub fn unique_names(cx: &mut Ctx, what: &str, list: &str, names: &[Option<&str>]
     }
 }
 
-/// The context is at a device's `points`: checks each point, then overlaps between points.
-pub fn points(cx: &mut Ctx, points: &[Option<&Point>]) {
-    for (j, point) in points.iter().enumerate() {
-        let Some(point) = point else { continue };
-        cx.at_index(j, |cx| single_point(cx, point));
-        let earlier = points[..j].iter().flatten().find(|q| overlaps(q, point));
+/// A point of a device and where it is, relative to the device: `points[3]` or
+/// `groups[1].points[0]`.
+#[derive(Debug)]
+pub struct PointAt<'a> {
+    pub path: &'a [Seg],
+    /// `None` when the name failed to decode.
+    pub name: Option<&'a str>,
+    /// `None` when the point failed to decode.
+    pub point: Option<&'a Point>,
+}
+
+/// Runs `f` with `path` appended to the current path.
+fn at_path<R>(cx: &mut Ctx, path: &[Seg], f: impl FnOnce(&mut Ctx) -> R) -> R {
+    match path.split_first() {
+        None => f(cx),
+        Some((Seg::Key(k), rest)) => cx.at_key(k, |cx| at_path(cx, rest, f)),
+        Some((Seg::Index(i), rest)) => cx.at_index(*i, |cx| at_path(cx, rest, f)),
+    }
+}
+
+/// The context is at a device: checks each of its points (in `points` and `groups`), that
+/// their names are unique, and that they do not overlap.
+pub fn points(cx: &mut Ctx, points: &[PointAt<'_>]) {
+    for (j, at) in points.iter().enumerate() {
+        if let Some(name) = at.name {
+            if let Some(first) = points[..j].iter().find(|p| p.name == Some(name)) {
+                at_path(cx, at.path, |cx| {
+                    cx.at_key("name", |cx| {
+                        cx.error(format!(
+                            "duplicate point name {}; already used by {}",
+                            quote(name),
+                            render(first.path)
+                        ));
+                    });
+                });
+            }
+        }
+        let Some(point) = at.point else { continue };
+        at_path(cx, at.path, |cx| single_point(cx, point));
+        let earlier = points[..j]
+            .iter()
+            .filter_map(|p| p.point)
+            .find(|q| overlaps(q, point));
         if let Some(q) = earlier {
-            cx.at_index(j, |cx| {
+            at_path(cx, at.path, |cx| {
                 cx.at_key("address", |cx| {
                     cx.error(format!(
                         "{} overlaps point {} ({})",
@@ -72,13 +117,22 @@ pub fn points(cx: &mut Ctx, points: &[Option<&Point>]) {
     }
 }
 
+/// Two points overlap when they share a register or bit; single-bit points of one register
+/// overlap only when they read the same bit.
 fn overlaps(a: &Point, b: &Point) -> bool {
-    a.kind == b.kind && u32::from(a.address) < b.end() && u32::from(b.address) < a.end()
+    let shared =
+        a.kind == b.kind && u32::from(a.address) < b.end() && u32::from(b.address) < a.end();
+    match (a.bit, b.bit) {
+        (Some(x), Some(y)) => shared && x == y,
+        _ => shared,
+    }
 }
 
-/// `holding 100..101` (inclusive) or `coil 5`.
+/// `holding 100..101` (inclusive), `coil 5` or `holding 7 bit 3`.
 fn span(p: &Point) -> String {
-    if p.width() == 1 {
+    if let Some(bit) = p.bit {
+        format!("{} {} bit {bit}", p.kind, p.address)
+    } else if p.end() - u32::from(p.address) == 1 {
         format!("{} {}", p.kind, p.address)
     } else {
         format!("{} {}..{}", p.kind, p.address, p.end() - 1)
@@ -87,12 +141,32 @@ fn span(p: &Point) -> String {
 
 /// The context is at one point.
 fn single_point(cx: &mut Ctx, p: &Point) {
+    let width = p.end() - u32::from(p.address);
     if p.end() > 65_536 {
+        let unit = if p.kind.is_bit() { "bits" } else { "registers" };
         cx.at_key("address", |cx| {
             cx.error(format!(
-                "address {} + {} registers passes the end of the address space (65535)",
+                "address {} + {width} {unit} passes the end of the address space (65535)",
                 p.address,
-                p.width()
+            ));
+        });
+    }
+    let limit = if p.kind.is_bit() {
+        MAX_READ_BITS
+    } else {
+        MAX_READ_REGISTERS
+    };
+    if width > limit {
+        let unit = if p.kind.is_bit() { "bits" } else { "registers" };
+        let key = if p.data_type == DataType::String {
+            "length"
+        } else {
+            "count"
+        };
+        cx.at_key(key, |cx| {
+            cx.error(format!(
+                "the point takes {width} {unit}, more than one read can fetch ({limit}); \
+                 split it into several points"
             ));
         });
     }
@@ -104,6 +178,7 @@ fn single_point(cx: &mut Ctx, p: &Point) {
             ));
         });
     }
+    shape(cx, p);
     if let Writable::Yes { min, max } = p.writable {
         if !p.kind.is_writable() {
             let (article, instead) = match p.kind {
@@ -117,6 +192,12 @@ fn single_point(cx: &mut Ctx, p: &Point) {
                     p.kind, p.kind
                 ));
             });
+        } else if let Some(what) = unwritable_shape(p) {
+            cx.at_key("writable", |cx| {
+                cx.error(format!(
+                    "{what} cannot be writable: commands write single numbers and bools"
+                ));
+            });
         } else if p.data_type == DataType::Bool && (min.is_some() || max.is_some()) {
             cx.at_key("writable", |cx| {
                 cx.error("a bool point cannot have a `min`/`max` range; use `writable: true`");
@@ -125,7 +206,148 @@ fn single_point(cx: &mut Ctx, p: &Point) {
     }
 }
 
-/// The context is at a device; `poll` and `timeout` are its (decoded) settings.
+/// The rules of `bit`, `length`, `count` and a string's `order`.
+fn shape(cx: &mut Ctx, p: &Point) {
+    if let Some(bit) = p.bit {
+        if p.kind.is_bit() {
+            cx.at_key("bit", |cx| {
+                cx.error(format!(
+                    "`bit` selects a bit of a register; a {} point is a single bit already",
+                    p.kind
+                ));
+            });
+        } else if p.data_type != DataType::Bool {
+            cx.at_key("type", |cx| {
+                cx.error(format!(
+                    "a point with `bit: {bit}` is a bool; remove `type: {}` or `bit`",
+                    p.data_type
+                ));
+            });
+        } else if p.count > 1 {
+            cx.at_key("count", |cx| {
+                cx.error("a point with `bit` is one bit; `count` is not allowed with it");
+            });
+        }
+    }
+    if p.data_type == DataType::String {
+        if p.length == 0 {
+            cx.error("a string point needs `length`: its size in registers (2 characters each)");
+        }
+        if p.count > 1 {
+            cx.at_key("count", |cx| {
+                cx.error("arrays of strings are not supported; define one point per string");
+            });
+        }
+        if !matches!(p.order, WordOrder::Abcd | WordOrder::Badc) {
+            cx.at_key("order", |cx| {
+                cx.error(format!(
+                    "`{}` does not apply to a string; expected ABCD (first character in the \
+                     high byte, the default) or BADC (in the low byte)",
+                    p.order
+                ));
+            });
+        }
+    } else if p.length != 0 {
+        cx.at_key("length", |cx| {
+            cx.error(format!(
+                "`length` is the size of a string; this point is of type `{}`",
+                p.data_type
+            ));
+        });
+    }
+}
+
+/// Why a point's shape cannot be written by a command (`None` when it can).
+fn unwritable_shape(p: &Point) -> Option<&'static str> {
+    if p.data_type == DataType::String {
+        Some("a string point")
+    } else if p.bit.is_some() {
+        Some("a single bit of a register")
+    } else if p.is_array() {
+        Some("an array point")
+    } else {
+        None
+    }
+}
+
+/// The context is at a bus's `name`.
+pub fn bus_name(cx: &mut Ctx, name: &str) {
+    if name.trim().is_empty() {
+        cx.error("the bus name is empty");
+    }
+}
+
+/// The context is at `buses`: two buses may not open the same serial port.
+pub fn unique_ports(cx: &mut Ctx, ports: &[Option<&str>]) {
+    for (j, port) in ports.iter().enumerate() {
+        let Some(port) = port else { continue };
+        if let Some(i) = ports[..j].iter().position(|p| p == &Some(*port)) {
+            cx.at_index(j, |cx| {
+                cx.at_key("port", |cx| {
+                    cx.error(format!(
+                        "serial port {} is already used by buses[{i}]; one bus per port",
+                        quote(port)
+                    ));
+                });
+            });
+        }
+    }
+}
+
+/// The context is at a bus.
+pub fn frame_delay(cx: &mut Ctx, delay: Option<Duration>) {
+    if let Some(d) = delay.filter(|d| *d > MAX_FRAME_DELAY) {
+        cx.at_key("inter_frame_delay", |cx| {
+            cx.error(format!(
+                "`{}` is too long; inter_frame_delay must be at most {}",
+                show_duration(d),
+                show_duration(MAX_FRAME_DELAY)
+            ));
+        });
+    }
+}
+
+/// The context is at a device on a bus: unit 0 is the RTU broadcast address, which no device
+/// answers.
+pub fn bus_unit(cx: &mut Ctx, unit: Option<UnitId>) {
+    if unit == Some(UnitId(0)) {
+        cx.at_key("unit", |cx| {
+            cx.error(
+                "unit 0 is the broadcast address on a serial bus: no device answers it; \
+                 expected 1 to 247",
+            );
+        });
+    }
+}
+
+/// The context is at `devices`: ferrule opens one connection per distinct `host:port`, and no
+/// more than `cap` to one host.
+pub fn connections_per_host(cx: &mut Ctx, endpoints: &[Option<&HostPort>], cap: u16) {
+    let mut seen: BTreeMap<&str, Vec<u16>> = BTreeMap::new();
+    for (j, endpoint) in endpoints.iter().enumerate() {
+        let Some(hp) = endpoint else { continue };
+        let ports = seen.entry(hp.host.as_str()).or_default();
+        if ports.contains(&hp.port) {
+            continue;
+        }
+        ports.push(hp.port);
+        if ports.len() > usize::from(cap) {
+            let n = ports.len();
+            cx.at_index(j, |cx| {
+                cx.at_key("tcp", |cx| {
+                    cx.error(format!(
+                        "`{hp}` would be connection {n} to host {}, above \
+                         modbus.max_connections_per_host ({cap}); devices with the same \
+                         host:port share one connection",
+                        hp.host
+                    ));
+                });
+            });
+        }
+    }
+}
+
+/// The context is at a device, group or point; `poll` and `timeout` are its (decoded) settings.
 pub fn timing(cx: &mut Ctx, poll: Option<Duration>, timeout: Option<Duration>) {
     if let Some(poll) = poll.filter(|p| *p < MIN_POLL) {
         cx.at_key("poll", |cx| {
@@ -284,7 +506,7 @@ devices:
             case("unknown key, suggestion", with_device_key("unti: 3"), 1,
                 "5:5: devices[0].unti: unknown key `unti`; did you mean `unit`?"),
             case("unknown key, no suggestion", with_tail("color: red\n"), 1,
-                "7:1: color: unknown key `color`; expected one of site, broker, devices, uplink"),
+                "7:1: color: unknown key `color`; expected one of site, broker, modbus, buses, devices,"),
             case("missing site",
                 with_point("{name: t, kind: coil, address: 1}").replace("site: plant1\n", "# no site\n"), 1,
                 "2:1: missing required key `site`"),

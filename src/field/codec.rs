@@ -10,15 +10,27 @@
 //! - 32-bit values (`u32`, `i32`, `f32`) follow the point's [`WordOrder`], named after where the
 //!   bytes of the big-endian value `A B C D` (A most significant) land, register by register:
 //!   `ABCD` → `[AB, CD]`, `CDAB` → `[CD, AB]`, `BADC` → `[BA, DC]`, `DCBA` → `[DC, BA]`.
+//! - 64-bit values (`u64`, `i64`, `f64`, bytes `A`…`H`) follow the same two rules the four
+//!   names are made of — registers in reverse order or not, bytes swapped in each register or
+//!   not: `ABCD` → `[AB, CD, EF, GH]`, `CDAB` → `[GH, EF, CD, AB]`, `BADC` → `[BA, DC, FE, HG]`,
+//!   `DCBA` → `[HG, FE, DC, BA]`.
 //! - 16-bit values (`u16`, `i16`, `bool`) are always one big-endian register, as the Modbus
 //!   specification defines registers; the order is ignored for them (as common gateways do).
+//! - `string`: two characters per register, the first in the high byte (`ABCD`) or the low
+//!   byte (`BADC`); the text ends at the first NUL and trailing spaces are dropped; bytes that
+//!   are not UTF-8 become U+FFFD.
+//! - `bits`: each register gives 16 booleans, bit 0 (least significant) first; a `bit: n`
+//!   point is bit `n` of its register.
+//! - arrays (`count` > 1) are consecutive values, each decoded as a scalar of the type, and
+//!   publish as a JSON array.
 //!
 //! Invariants:
 //! - `words_to_raw(t, o, &raw_to_words(r, o)) == Ok(r)` for every raw `r` of type `t` (bit-exact,
 //!   NaN payloads included) and every order `o`;
 //! - `bool` is `1`/`0` when written and "not zero" when read from a register;
 //! - integer raws with the identity scale (`scale == 1`, `offset == 0`) publish as exact
-//!   [`Value::Int`]; every other number publishes as [`Value::Float`] rounded to 12 significant
+//!   [`Value::Int`] ([`Value::UInt`] for a `u64` above `i64::MAX`), an `f64` raw as itself;
+//!   every other number publishes as [`Value::Float`] rounded to 12 significant
 //!   digits, so `215 × 0.1` is `21.5`, and `f32` raws start from their shortest decimal form,
 //!   so `0.1f32` is `0.1`, not `0.10000000149011612`; a float zero publishes as `0`, never `-0`;
 //! - `bool` raws ignore scale and offset both ways;
@@ -32,7 +44,7 @@ use crate::config::{DataType, Point, WordOrder};
 /// Significant digits kept by [`to_engineering`] when it scales a raw value.
 const SIGNIFICANT_DIGITS: usize = 12;
 
-/// A raw value as stored in the device.
+/// A raw scalar value as stored in the device.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Raw {
     Bool(bool),
@@ -40,7 +52,10 @@ pub enum Raw {
     I16(i16),
     U32(u32),
     I32(i32),
+    U64(u64),
+    I64(i64),
     F32(f32),
+    F64(f64),
 }
 
 impl Raw {
@@ -52,50 +67,69 @@ impl Raw {
             Self::I16(_) => DataType::I16,
             Self::U32(_) => DataType::U32,
             Self::I32(_) => DataType::I32,
+            Self::U64(_) => DataType::U64,
+            Self::I64(_) => DataType::I64,
             Self::F32(_) => DataType::F32,
+            Self::F64(_) => DataType::F64,
         }
     }
 }
 
 /// An engineering value, as published.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     Bool(bool),
     Int(i64),
+    /// A `u64` above `i64::MAX` (smaller ones are [`Value::Int`]).
+    UInt(u64),
     Float(f64),
+    /// A `string` point.
+    Text(String),
+    /// An array point (`count` > 1, or `bits`).
+    Array(Vec<Value>),
 }
 
 impl Value {
-    /// The value as a number (`true` is 1, `false` is 0), e.g. for deadband comparisons.
-    pub fn as_f64(self) -> f64 {
+    /// The value as a number (`true` is 1, `false` is 0), e.g. for deadband comparisons; text
+    /// and arrays are not numbers (NaN).
+    pub fn as_f64(&self) -> f64 {
         match self {
-            Self::Bool(b) => f64::from(u8::from(b)),
-            // Raw integers are at most 32 bits wide, so this is exact.
-            Self::Int(i) => i as f64,
-            Self::Float(f) => f,
+            Self::Bool(b) => f64::from(u8::from(*b)),
+            // Exact up to 2^53; beyond that the nearest f64, which is all a deadband needs.
+            Self::Int(i) => *i as f64,
+            Self::UInt(u) => *u as f64,
+            Self::Float(f) => *f,
+            Self::Text(_) | Self::Array(_) => f64::NAN,
         }
     }
 
     /// The JSON form used in payloads; a float that is not finite (a device may hold NaN or
     /// infinity in an `f32`) becomes `null`, since JSON has no such numbers.
-    pub fn to_json(self) -> serde_json::Value {
+    pub fn to_json(&self) -> serde_json::Value {
         match self {
-            Self::Bool(b) => serde_json::Value::Bool(b),
-            Self::Int(i) => serde_json::Value::from(i),
+            Self::Bool(b) => serde_json::Value::Bool(*b),
+            Self::Int(i) => serde_json::Value::from(*i),
+            Self::UInt(u) => serde_json::Value::from(*u),
             Self::Float(f) => {
-                serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, Into::into)
+                serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into)
             }
+            Self::Text(t) => serde_json::Value::String(t.clone()),
+            Self::Array(items) => items.iter().map(Value::to_json).collect(),
         }
     }
 }
 
-/// `true`/`false`, integers as such, floats in their shortest form (`21.5`, `22`, `NaN`, `inf`).
+/// `true`/`false`, integers as such, floats in their shortest form (`21.5`, `22`, `NaN`, `inf`),
+/// text as is, arrays as JSON.
 impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Bool(b) => write!(f, "{b}"),
             Self::Int(i) => write!(f, "{i}"),
+            Self::UInt(u) => write!(f, "{u}"),
             Self::Float(x) => write!(f, "{x}"),
+            Self::Text(t) => f.write_str(t),
+            Self::Array(_) => write!(f, "{}", self.to_json()),
         }
     }
 }
@@ -134,6 +168,12 @@ pub enum CodecError {
     /// A scale of zero (or not finite) cannot be inverted to find the raw value.
     #[error("scale {scale} cannot be inverted to encode a value")]
     BadScale { scale: f64 },
+    /// The type is not a single number (strings, bit fields) and has no raw scalar form.
+    #[error("{data_type} values are not single numbers")]
+    NotScalar { data_type: DataType },
+    /// A point that is not one number or bool (string, array, single bit) cannot be encoded.
+    #[error("point `{point}` cannot be written: {why}")]
+    NotWritable { point: String, why: &'static str },
 }
 
 /// Displays a number of an error readably: plainly, or in exponent form when huge (the `f32`
@@ -171,6 +211,14 @@ pub fn words_to_raw(
             join(order, [w0, w1]).to_be_bytes(),
         ))),
         (DataType::F32, &[w0, w1]) => Ok(Raw::F32(f32::from_bits(join(order, [w0, w1])))),
+        (DataType::U64, &[w0, w1, w2, w3]) => Ok(Raw::U64(join64(order, [w0, w1, w2, w3]))),
+        (DataType::I64, &[w0, w1, w2, w3]) => Ok(Raw::I64(i64::from_be_bytes(
+            join64(order, [w0, w1, w2, w3]).to_be_bytes(),
+        ))),
+        (DataType::F64, &[w0, w1, w2, w3]) => {
+            Ok(Raw::F64(f64::from_bits(join64(order, [w0, w1, w2, w3]))))
+        }
+        (DataType::String | DataType::Bits, _) => Err(CodecError::NotScalar { data_type }),
         _ => Err(wrong_length()),
     }
 }
@@ -184,30 +232,65 @@ pub fn raw_to_words(raw: Raw, order: WordOrder) -> Vec<u16> {
         Raw::U32(v) => split(order, v).to_vec(),
         Raw::I32(v) => split(order, u32::from_be_bytes(v.to_be_bytes())).to_vec(),
         Raw::F32(v) => split(order, v.to_bits()).to_vec(),
+        Raw::U64(v) => split64(order, v).to_vec(),
+        Raw::I64(v) => split64(order, u64::from_be_bytes(v.to_be_bytes())).to_vec(),
+        Raw::F64(v) => split64(order, v.to_bits()).to_vec(),
+    }
+}
+
+/// A register as it is on the wire ↔ its big-endian form, per `order`'s byte swap.
+fn byte_order(order: WordOrder, w: u16) -> u16 {
+    if order.bytes_swapped() {
+        w.swap_bytes()
+    } else {
+        w
     }
 }
 
 /// The two registers of the 32-bit big-endian value `v` in `order`.
 fn split(order: WordOrder, v: u32) -> [u16; 2] {
-    let [a, b, c, d] = v.to_be_bytes();
-    let (ab, cd) = (u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d]));
-    match order {
-        WordOrder::Abcd => [ab, cd],
-        WordOrder::Cdab => [cd, ab],
-        WordOrder::Badc => [ab.swap_bytes(), cd.swap_bytes()],
-        WordOrder::Dcba => [cd.swap_bytes(), ab.swap_bytes()],
+    // Truncation keeps the low 16 bits, as intended.
+    let mut words = [(v >> 16) as u16, v as u16].map(|w| byte_order(order, w));
+    if order.words_reversed() {
+        words.reverse();
     }
+    words
 }
 
 /// The inverse of [`split`].
-fn join(order: WordOrder, [w0, w1]: [u16; 2]) -> u32 {
-    let (ab, cd) = match order {
-        WordOrder::Abcd => (w0, w1),
-        WordOrder::Cdab => (w1, w0),
-        WordOrder::Badc => (w0.swap_bytes(), w1.swap_bytes()),
-        WordOrder::Dcba => (w1.swap_bytes(), w0.swap_bytes()),
-    };
-    (u32::from(ab) << 16) | u32::from(cd)
+fn join(order: WordOrder, mut words: [u16; 2]) -> u32 {
+    if order.words_reversed() {
+        words.reverse();
+    }
+    let [hi, lo] = words.map(|w| byte_order(order, w));
+    (u32::from(hi) << 16) | u32::from(lo)
+}
+
+/// The four registers of the 64-bit big-endian value `v` in `order`.
+fn split64(order: WordOrder, v: u64) -> [u16; 4] {
+    // Truncation keeps the low 16 bits of each shifted value, as intended.
+    let mut words = [
+        (v >> 48) as u16,
+        (v >> 32) as u16,
+        (v >> 16) as u16,
+        v as u16,
+    ]
+    .map(|w| byte_order(order, w));
+    if order.words_reversed() {
+        words.reverse();
+    }
+    words
+}
+
+/// The inverse of [`split64`].
+fn join64(order: WordOrder, mut words: [u16; 4]) -> u64 {
+    if order.words_reversed() {
+        words.reverse();
+    }
+    words
+        .map(|w| byte_order(order, w))
+        .iter()
+        .fold(0, |acc, w| (acc << 16) | u64::from(*w))
 }
 
 /// Applies `raw × scale + offset` (see the module invariants for the rounding rules).
@@ -219,11 +302,20 @@ pub fn to_engineering(raw: Raw, scale: f64, offset: f64) -> Value {
         Raw::I16(v) => Ok(i64::from(v)),
         Raw::U32(v) => Ok(i64::from(v)),
         Raw::I32(v) => Ok(i64::from(v)),
+        Raw::I64(v) => Ok(v),
+        Raw::U64(v) => match i64::try_from(v) {
+            Ok(i) => Ok(i),
+            Err(_) if identity => return Value::UInt(v),
+            // Beyond 2^53 the nearest f64: a scaled 64-bit counter cannot be exact anyway.
+            Err(_) => return Value::Float(round_significant(v as f64 * scale + offset)),
+        },
         Raw::F32(v) => Err(shortest_decimal(v)),
+        Raw::F64(v) if identity => return Value::Float(if v == 0.0 { 0.0 } else { v }),
+        Raw::F64(v) => Err(v),
     };
     match number {
         Ok(i) if identity => Value::Int(i),
-        // Raw integers are at most 32 bits wide, so `i as f64` is exact.
+        // Exact for every raw up to 2^53 (all 32-bit ones); the nearest f64 beyond.
         Ok(i) => Value::Float(round_significant(i as f64 * scale + offset)),
         // A shortest f32 decimal has at most 9 digits: rounding keeps it (but turns -0 into 0).
         Err(x) => Value::Float(round_significant(x * scale + offset)),
@@ -286,18 +378,34 @@ pub fn from_engineering(
         max,
     };
     let (min, max) = range(data_type);
-    if data_type == DataType::F32 {
+    match data_type {
         // `as` rounds to the nearest f32 and gives infinity beyond its range.
-        let raw = exact as f32;
-        return if raw.is_finite() {
-            Ok(Raw::F32(raw))
-        } else {
-            Err(out_of_range(exact, min, max))
-        };
+        DataType::F32 => {
+            let raw = exact as f32;
+            return if raw.is_finite() {
+                Ok(Raw::F32(raw))
+            } else {
+                Err(out_of_range(exact, min, max))
+            };
+        }
+        DataType::F64 => {
+            return if exact.is_finite() {
+                Ok(Raw::F64(exact))
+            } else {
+                Err(out_of_range(exact, min, max))
+            };
+        }
+        DataType::String | DataType::Bits => return Err(CodecError::NotScalar { data_type }),
+        _ => {}
     }
     let raw = exact.round();
-    // `contains` is false for NaN (from a NaN offset), which is refused too.
-    if !(min..=max).contains(&raw) {
+    // `contains` is false for NaN (from a NaN offset), which is refused too. The 64-bit maxima
+    // are not f64 values: `max` is 2^63 or 2^64, one past the range, hence the `<`.
+    let fits = match data_type {
+        DataType::U64 | DataType::I64 => raw >= min && raw < max,
+        _ => (min..=max).contains(&raw),
+    };
+    if !fits {
         return Err(out_of_range(raw, min, max));
     }
     // In range and integral, so every `as` below is exact.
@@ -305,28 +413,78 @@ pub fn from_engineering(
         DataType::U16 => Raw::U16(raw as u16),
         DataType::I16 => Raw::I16(raw as i16),
         DataType::U32 => Raw::U32(raw as u32),
+        DataType::U64 => Raw::U64(raw as u64),
+        DataType::I64 => Raw::I64(raw as i64),
         _ => Raw::I32(raw as i32),
     })
 }
 
-/// Inclusive range of the raw values of a type, as `f64` (exact for every integer type).
+/// Range of the raw values of a type, as `f64`: inclusive and exact up to 32 bits; for the
+/// 64-bit integers the maximum is the power of two just past the range.
 fn range(data_type: DataType) -> (f64, f64) {
+    const TWO_63: f64 = 9_223_372_036_854_775_808.0;
     match data_type {
         DataType::U16 => (0.0, f64::from(u16::MAX)),
         DataType::I16 => (f64::from(i16::MIN), f64::from(i16::MAX)),
         DataType::U32 => (0.0, f64::from(u32::MAX)),
         DataType::I32 => (f64::from(i32::MIN), f64::from(i32::MAX)),
-        DataType::Bool => (0.0, 1.0),
+        DataType::U64 => (0.0, 2.0 * TWO_63),
+        DataType::I64 => (-TWO_63, TWO_63),
+        DataType::Bool | DataType::String | DataType::Bits => (0.0, 1.0),
         DataType::F32 => (-f64::from(f32::MAX), f64::from(f32::MAX)),
+        DataType::F64 => (-f64::MAX, f64::MAX),
     }
 }
 
-/// Decodes the registers of `point` (exactly `point.data_type.registers()` of them, as read)
-/// into its engineering value. Bit points are read as bits: use [`decode_bit`] for them (a
-/// single register holding 0 or not is also accepted here, as a `bool`).
+/// Decodes the registers of `point` (exactly [`Point::width`] of them, as read) into its
+/// engineering value: a scalar, a single bit, a string, or an array (see the module doc). Bit
+/// points (coils, discrete inputs) are read as bits: use [`decode_bits`] for them (for a scalar
+/// one, a single register holding 0 or not is also accepted here, as a `bool`).
 pub fn decode_point(point: &Point, words: &[u16]) -> Result<Value, CodecError> {
+    let expected = usize::from(point.width());
+    if words.len() != expected && !(point.kind.is_bit() && point.count <= 1 && words.len() == 1) {
+        return Err(CodecError::WrongLength {
+            data_type: point.data_type,
+            expected,
+            got: words.len(),
+        });
+    }
+    if let Some(bit) = point.bit {
+        return Ok(Value::Bool(words[0] >> bit & 1 == 1));
+    }
+    match point.data_type {
+        DataType::String => Ok(Value::Text(decode_text(point.order, words))),
+        DataType::Bits => Ok(Value::Array(
+            words
+                .iter()
+                .flat_map(|w| (0..16).map(move |b| Value::Bool(w >> b & 1 == 1)))
+                .collect(),
+        )),
+        t if point.count > 1 => words
+            .chunks(usize::from(t.registers()))
+            .map(|chunk| scalar(point, chunk))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array),
+        _ => scalar(point, words),
+    }
+}
+
+fn scalar(point: &Point, words: &[u16]) -> Result<Value, CodecError> {
     let raw = words_to_raw(point.data_type, point.order, words)?;
     Ok(to_engineering(raw, point.scale, point.offset))
+}
+
+/// Text from registers: two bytes each, high byte first for `ABCD` (low first for `BADC`), up
+/// to the first NUL, trailing spaces removed, invalid UTF-8 replaced.
+pub fn decode_text(order: WordOrder, words: &[u16]) -> String {
+    let bytes: Vec<u8> = words
+        .iter()
+        .flat_map(|w| byte_order(order, *w).to_be_bytes())
+        .take_while(|b| *b != 0)
+        .collect();
+    String::from_utf8_lossy(&bytes)
+        .trim_end_matches(' ')
+        .to_owned()
 }
 
 /// The value of a coil or discrete input.
@@ -334,9 +492,35 @@ pub fn decode_bit(bit: bool) -> Value {
     Value::Bool(bit)
 }
 
+/// The value of a bit point (coil or discrete input) from its bits as read: a bool, or an
+/// array of them when `count` > 1.
+pub fn decode_bits(point: &Point, bits: &[bool]) -> Value {
+    if point.count > 1 {
+        Value::Array(bits.iter().map(|b| Value::Bool(*b)).collect())
+    } else {
+        Value::Bool(bits.first().copied().unwrap_or(false))
+    }
+}
+
 /// The registers to write so that `point` holds engineering `value`. For a coil the single word
-/// is 1 or 0; [`encode_bit`] gives it as the bit a coil write takes.
+/// is 1 or 0; [`encode_bit`] gives it as the bit a coil write takes. Only single numbers and
+/// bools are written: strings, arrays and single bits of a register are refused.
 pub fn encode_point(point: &Point, value: f64) -> Result<Vec<u16>, CodecError> {
+    let why = if point.data_type == DataType::String {
+        Some("strings are not written")
+    } else if point.bit.is_some() {
+        Some("single bits of a register are not written")
+    } else if point.is_array() {
+        Some("arrays are not written")
+    } else {
+        None
+    };
+    if let Some(why) = why {
+        return Err(CodecError::NotWritable {
+            point: point.name.clone(),
+            why,
+        });
+    }
     let raw = from_engineering(point.data_type, value, point.scale, point.offset)?;
     Ok(raw_to_words(raw, point.order))
 }

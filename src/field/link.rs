@@ -1,22 +1,29 @@
-//! One Modbus connection with a timeout on every request and typed outcomes.
+//! One Modbus connection — a TCP stream or a serial port with RTU framing — with a timeout on
+//! every request and typed outcomes.
 //!
 //! Keeps "the device said no" apart from "the link is broken" (as tokio-modbus does):
 //! [`Answer`] is `Result<Result<T, Exception>, LinkError>`. Invariants:
-//! - every request is bounded by the link's timeout;
-//! - a response of the wrong length is a [`LinkError::Garbage`]: the caller must rebuild the
-//!   connection (the stream may be out of step), never decode it;
-//! - an exception code is `Ok(Err(_))`: the link stays up.
+//! - every request is bounded by the timeout its caller passes (devices on one line may have
+//!   different timeouts);
+//! - a response of the wrong length is a [`LinkError::Garbage`], never decoded;
+//! - an exception code is `Ok(Err(_))`: the link stays up;
+//! - on RTU, every request starts after the bus has been silent for the inter-frame delay, and
+//!   with no stale input pending (see `serial.rs`): a late answer to an earlier request is
+//!   discarded, never taken for the answer to the next one.
 
 use std::fmt;
 use std::io;
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_modbus::client::{Context, Reader, Writer};
 use tokio_modbus::slave::{Slave, SlaveContext};
 use tokio_modbus::ExceptionCode;
 
-use crate::config::{HostPort, RegisterKind};
+use super::serial::{self, Quiet};
+use crate::config::{Bus, HostPort, RegisterKind};
 
 /// Why a connection failed or must be rebuilt.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +40,12 @@ pub enum LinkError {
         #[source]
         source: io::Error,
     },
+    #[error("cannot open serial port {port}: {source}")]
+    Open {
+        port: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("no answer within {0:?}")]
     Timeout(Duration),
     #[error("connection lost: {0}")]
@@ -43,11 +56,25 @@ pub enum LinkError {
     Garbage(String),
 }
 
+impl LinkError {
+    /// True when the line itself is gone (connect/open failed, I/O error): on a serial bus,
+    /// timeouts and garbled frames concern one slave, not the port.
+    pub fn is_line_down(&self) -> bool {
+        matches!(
+            self,
+            Self::Resolve { .. } | Self::Connect { .. } | Self::Open { .. } | Self::Io(_)
+        )
+    }
+}
+
 /// A Modbus exception code returned by the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Exception(pub u8);
 
 impl Exception {
+    /// Illegal data address: the request touches registers the device does not have.
+    pub const ILLEGAL_ADDRESS: Exception = Exception(0x02);
+
     /// The standard name of the code.
     pub fn name(self) -> &'static str {
         match self.0 {
@@ -62,6 +89,12 @@ impl Exception {
             0x0B => "gateway target device failed to respond",
             _ => "unknown exception",
         }
+    }
+
+    /// True for the gateway codes (0x0A, 0x0B) that mean the device behind a gateway did not
+    /// answer: for fault isolation that is a missing answer, not a refusal.
+    pub fn is_no_answer(self) -> bool {
+        matches!(self.0, 0x0A | 0x0B)
     }
 }
 
@@ -90,27 +123,31 @@ pub enum WriteData {
     Registers(Vec<u16>),
 }
 
+/// RTU timing: the silence kept between frames.
+#[derive(Debug)]
+struct Rtu {
+    frame_delay: Duration,
+    /// When the bus last carried a frame (our request's answer, or a timeout).
+    last: Option<Instant>,
+}
+
 /// A connected Modbus master.
 pub struct Link {
     ctx: Context,
-    timeout: Duration,
+    rtu: Option<Rtu>,
 }
 
 impl fmt::Debug for Link {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Link")
-            .field("timeout", &self.timeout)
+            .field("rtu", &self.rtu)
             .finish_non_exhaustive()
     }
 }
 
 impl Link {
     /// Connects over Modbus TCP, resolving the host anew each time (DHCP, DNS changes).
-    pub async fn connect_tcp(
-        addr: &HostPort,
-        unit: u8,
-        timeout: Duration,
-    ) -> Result<Link, LinkError> {
+    pub async fn connect_tcp(addr: &HostPort, timeout: Duration) -> Result<Link, LinkError> {
         let text = addr.to_string();
         let connect = async {
             let mut last = None;
@@ -143,18 +180,65 @@ impl Link {
                 })??;
         // Requests are small and latency-bound.
         let _ = stream.set_nodelay(true);
-        let ctx = tokio_modbus::client::tcp::attach_slave(stream, Slave(unit));
-        Ok(Link { ctx, timeout })
+        let ctx = tokio_modbus::client::tcp::attach_slave(stream, Slave(1));
+        Ok(Link { ctx, rtu: None })
     }
 
-    /// Selects the unit (slave) id for the following requests.
-    pub fn set_unit(&mut self, unit: u8) {
+    /// Opens the serial port of `bus` with its line settings, for Modbus RTU.
+    pub fn open_serial(bus: &Bus) -> Result<Link, LinkError> {
+        let port = serial::open(bus).map_err(|source| LinkError::Open {
+            port: bus.port.clone(),
+            source,
+        })?;
+        Ok(Self::attach_rtu(port, bus.frame_delay()))
+    }
+
+    /// Modbus RTU over any byte stream (a serial port, or a pipe in tests).
+    pub fn attach_rtu<T>(io: T, frame_delay: Duration) -> Link
+    where
+        T: AsyncRead + AsyncWrite + Send + Unpin + fmt::Debug + 'static,
+    {
+        let ctx = tokio_modbus::client::rtu::attach_slave(Quiet::new(io), Slave(1));
+        Link {
+            ctx,
+            rtu: Some(Rtu {
+                frame_delay,
+                last: None,
+            }),
+        }
+    }
+
+    /// True for a serial (RTU) link.
+    pub fn is_rtu(&self) -> bool {
+        self.rtu.is_some()
+    }
+
+    /// Keeps the inter-frame silence, then addresses `unit`.
+    async fn begin(&mut self, unit: u8) {
+        if let Some(rtu) = &self.rtu {
+            if let Some(last) = rtu.last {
+                tokio::time::sleep_until(last + rtu.frame_delay).await;
+            }
+        }
         self.ctx.set_slave(Slave(unit));
     }
 
-    /// Reads `count` registers or bits of `kind` starting at `address`.
-    pub async fn read(&mut self, kind: RegisterKind, address: u16, count: u16) -> Answer<ReadData> {
-        let timeout = self.timeout;
+    fn end(&mut self) {
+        if let Some(rtu) = &mut self.rtu {
+            rtu.last = Some(Instant::now());
+        }
+    }
+
+    /// Reads `count` registers or bits of `kind` starting at `address` from `unit`.
+    pub async fn read(
+        &mut self,
+        unit: u8,
+        kind: RegisterKind,
+        address: u16,
+        count: u16,
+        timeout: Duration,
+    ) -> Answer<ReadData> {
+        self.begin(unit).await;
         let ctx = &mut self.ctx;
         let answer = match kind {
             RegisterKind::Coil => bounded(timeout, ctx.read_coils(address, count))
@@ -170,6 +254,7 @@ impl Link {
                 .await
                 .map(|r| r.map(ReadData::Words)),
         };
+        self.end();
         match answer {
             Ok(Ok(data)) => {
                 let got = match &data {
@@ -194,11 +279,17 @@ impl Link {
         }
     }
 
-    /// Writes to coils or holding registers starting at `address`.
-    pub async fn write(&mut self, address: u16, data: &WriteData) -> Answer<()> {
-        let timeout = self.timeout;
+    /// Writes coils or holding registers of `unit` starting at `address`.
+    pub async fn write(
+        &mut self,
+        unit: u8,
+        address: u16,
+        data: &WriteData,
+        timeout: Duration,
+    ) -> Answer<()> {
+        self.begin(unit).await;
         let ctx = &mut self.ctx;
-        match data {
+        let answer = match data {
             WriteData::Coil(on) => bounded(timeout, ctx.write_single_coil(address, *on)).await,
             WriteData::Registers(words) if words.len() == 1 => {
                 bounded(timeout, ctx.write_single_register(address, words[0])).await
@@ -206,13 +297,15 @@ impl Link {
             WriteData::Registers(words) => {
                 bounded(timeout, ctx.write_multiple_registers(address, words)).await
             }
-        }
+        };
+        self.end();
+        answer
     }
 
-    /// Closes the connection politely (best effort).
-    pub async fn close(mut self) {
+    /// Closes the connection politely (best effort, bounded by `timeout`).
+    pub async fn close(mut self, timeout: Duration) {
         let _ = tokio::time::timeout(
-            self.timeout,
+            timeout,
             tokio_modbus::client::Client::disconnect(&mut self.ctx),
         )
         .await;

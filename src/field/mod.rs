@@ -1,9 +1,111 @@
-//! The field side (Modbus): pure read planning and value codec, the connection with typed
-//! outcomes, one task per device connection, report-by-exception, and a simulator.
+//! The field side (Modbus): pure read planning and value codec, the links (TCP, RTU over a
+//! serial port), one task per line (connection or bus) serving every device behind it, fault
+//! isolation, report-by-exception, `probe`, and a simulator.
+//!
+//! - `codec`     registers ⇄ values (pure)            - `plan`      the read planner (pure)
+//! - `link`      one Modbus connection, typed outcomes - `serial`    serial ports for RTU
+//! - `poller`    the task of one line                  - `slave`     one device on a line
+//! - `breaker`   per-device circuit breaker (pure)     - `schedule`  what a line does next (pure)
+//! - `handle`    [`DeviceHandle`]: writes from commands - `report`    deadband and heartbeat
+//! - `busload`   bus time estimates for `check` (pure) - `probe`     `ferrule probe`
+//! - `simulator` a Modbus TCP slave laid out from a config
+//!
+//! Devices share a line when they have the same `tcp` host:port or the same `bus`; every
+//! request to a line goes through its one task, in order.
 
+pub mod breaker;
+pub mod busload;
 pub mod codec;
+mod handle;
 pub mod link;
 pub mod plan;
 pub mod poller;
+pub mod probe;
 pub mod report;
+pub mod schedule;
+mod serial;
 pub mod simulator;
+mod slave;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+pub use handle::{DeviceHandle, WriteError};
+
+use crate::broker::Broker;
+use crate::config::{Config, Transport};
+use crate::topics::Topics;
+use poller::{Endpoint, Line};
+use slave::Slave;
+
+/// Requests (commands) waiting for one line.
+const REQUEST_QUEUE: usize = 64;
+
+/// Starts one task per line (distinct `tcp` host:port, or bus) on the current runtime, serving
+/// the config's devices; they run until `cancel`. Returns one handle per device, in config
+/// order.
+pub fn spawn(
+    config: &Config,
+    topics: &Topics,
+    broker: Arc<Broker>,
+    cancel: CancellationToken,
+    tracker: &TaskTracker,
+) -> Vec<DeviceHandle> {
+    // Lines in order of their first device; each lists its devices' indices.
+    let mut lines: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    let mut first_of: HashMap<String, usize> = HashMap::new();
+    for (i, d) in config.devices.iter().enumerate() {
+        let key = line_key(&d.transport);
+        let first = *first_of.entry(key).or_insert(i);
+        lines.entry(first).or_default().push(i);
+    }
+    let cap = usize::from(config.modbus.max_connections_per_host);
+    let mut host_slots: HashMap<String, Arc<Semaphore>> = HashMap::new();
+    let mut handles: Vec<Option<DeviceHandle>> = vec![None; config.devices.len()];
+    for members in lines.values() {
+        let transport = &config.devices[members[0]].transport;
+        let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
+        let shared = members.len() > 1;
+        let label = line_key(transport);
+        let slaves: Vec<Slave> = members
+            .iter()
+            .enumerate()
+            .map(|(k, &i)| {
+                let slave = Slave::new(Arc::new(config.devices[i].clone()), topics, shared, &label);
+                handles[i] = Some(DeviceHandle {
+                    tx: tx.clone(),
+                    slave: k,
+                    online: slave.online.clone(),
+                });
+                slave
+            })
+            .collect();
+        let endpoint = match transport {
+            Transport::Tcp(addr) => Endpoint::Tcp {
+                addr: addr.clone(),
+                host_slots: host_slots
+                    .entry(addr.host.clone())
+                    .or_insert_with(|| Arc::new(Semaphore::new(cap)))
+                    .clone(),
+            },
+            Transport::Rtu(bus) => Endpoint::Rtu(bus.clone()),
+        };
+        let span = tracing::info_span!("line", name = %label);
+        let line = Line::new(label, endpoint, slaves, rx, broker.clone(), cancel.clone());
+        tracker.spawn(line.run().instrument(span));
+    }
+    handles.into_iter().flatten().collect()
+}
+
+/// The line a transport belongs to: `tcp HOST:PORT` or `bus NAME`.
+fn line_key(transport: &Transport) -> String {
+    match transport {
+        Transport::Tcp(addr) => format!("tcp {addr}"),
+        Transport::Rtu(bus) => format!("bus {}", bus.name),
+    }
+}

@@ -15,10 +15,16 @@
 //!
 //! Overlapping points (refused by validation) and a point ending at 65536 are still planned: the
 //! planner never panics and never drops a point.
+//!
+//! Also here, as pure functions: the poll classes of a device ([`classes`]: points grouped by
+//! their poll interval, each group planned on its own) and the split of a request a device
+//! refused ([`split`]).
 
+use std::collections::BTreeMap;
 use std::ops::Range;
+use std::time::Duration;
 
-use crate::config::{Point, RegisterKind};
+use crate::config::{Device, Point, RegisterKind};
 
 /// Most registers one read may fetch (FC03/FC04: 125 in the Modbus specification).
 pub const MAX_REGISTERS: u16 = 125;
@@ -92,9 +98,11 @@ impl Read {
 /// point not yet covered, extend it with the next point while the span and gap rules hold, then
 /// close it.
 ///
-/// Why greedy is optimal. Points are 1 or 2 wide, so in (address, end) order the ends never
-/// decrease either (if `p` precedes `q` at a lower address, `p.end ≤ p.address + 2 ≤
-/// q.address + 1 ≤ q.end`); a block's span is thus `last.end − first.address`, and its unused
+/// Why greedy is optimal. Valid points never overlap, except single-bit points of one register,
+/// whose spans are equal; so in (address, end) order the ends never decrease either (if `p`
+/// precedes `q` at a lower address, `p.end ≤ q.address < q.end`; the same holds for points at
+/// most 2 wide even when they overlap: `p.end ≤ p.address + 2 ≤ q.address + 1 ≤ q.end`). A
+/// block's span is thus `last.end − first.address`, and its unused
 /// registers before a point lie between that point and the end of the one before it. Let the greedy
 /// blocks be `B1..Bm` and `s_j` the first point of `Bj`. Greedy closed `Bj` because adding
 /// `s_{j+1}` broke a rule:
@@ -108,10 +116,19 @@ impl Read {
 /// Either way no valid request holds two of `s_1..s_m`, so every valid plan — contiguous runs or
 /// not — has at least `m` requests. The tests check this against a brute-force optimum.
 pub fn plan(points: &[Point], limits: &Limits) -> Vec<Read> {
+    let all: Vec<usize> = (0..points.len()).collect();
+    plan_some(points, &all, limits)
+}
+
+/// [`plan`] for the points of `points` listed in `members` (indices into `points`, which the
+/// reads refer to).
+pub fn plan_some(points: &[Point], members: &[usize], limits: &Limits) -> Vec<Read> {
     let mut reads = Vec::new();
     for kind in RegisterKind::ALL {
-        let mut sorted: Vec<usize> = (0..points.len())
-            .filter(|&i| points[i].kind == kind)
+        let mut sorted: Vec<usize> = members
+            .iter()
+            .copied()
+            .filter(|&i| points.get(i).is_some_and(|p| p.kind == kind))
             .collect();
         sorted.sort_by_key(|&i| (points[i].address, points[i].end(), i));
         let max_span = u32::from(limits.max_span(kind));
@@ -135,6 +152,84 @@ pub fn plan(points: &[Point], limits: &Limits) -> Vec<Read> {
 /// Number of requests one poll cycle of `points` takes: `plan(points, limits).len()`.
 pub fn requests_per_cycle(points: &[Point], limits: &Limits) -> usize {
     plan(points, limits).len()
+}
+
+/// The points of a device polled at one interval, and their reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Class {
+    pub interval: Duration,
+    /// Reads of the class's points (indices into the device's points), planned together.
+    pub reads: Vec<Read>,
+}
+
+/// The poll classes of `device`: its points grouped by their poll interval (a point's own or
+/// its group's `poll`, else the device's), shortest interval first, each planned with the
+/// device's `max_gap`. Points of different intervals are never merged into one request.
+pub fn classes(device: &Device) -> Vec<Class> {
+    let limits = Limits::with_gap(device.max_gap);
+    let mut by_interval: BTreeMap<Duration, Vec<usize>> = BTreeMap::new();
+    for (i, p) in device.points.iter().enumerate() {
+        by_interval.entry(device.poll_of(p)).or_default().push(i);
+    }
+    by_interval
+        .into_iter()
+        .map(|(interval, members)| Class {
+            interval,
+            reads: plan_some(&device.points, &members, &limits),
+        })
+        .collect()
+}
+
+/// Splits a read the device refused in two, to find the registers it does not have: the points
+/// are cut where the unused span between two consecutive points is largest (unused registers are
+/// the likely culprits), ties at the cut nearest the middle; each half spans only its own points.
+/// `None` for a read of a single point, or of points that all start at one address (bits of one
+/// register), which cannot be split.
+pub fn split(read: &Read, points: &[Point]) -> Option<(Read, Read)> {
+    let members: Vec<&Point> = read
+        .points
+        .iter()
+        .map(|&i| points.get(i))
+        .collect::<Option<_>>()?;
+    let n = members.len();
+    let middle = n as f64 / 2.0;
+    let mut reach = members.first()?.end();
+    let mut best: Option<(u32, f64, usize)> = None;
+    for (k, p) in members.iter().enumerate().skip(1) {
+        if p.address != members[k - 1].address {
+            let gap = u32::from(p.address).saturating_sub(reach);
+            let distance = (k as f64 - middle).abs();
+            let better = match best {
+                None => true,
+                Some((g, d, _)) => gap > g || (gap == g && distance < d),
+            };
+            if better {
+                best = Some((gap, distance, k));
+            }
+        }
+        reach = reach.max(p.end());
+    }
+    let (_, _, cut) = best?;
+    let half = |ids: &[usize]| {
+        let start = ids
+            .iter()
+            .map(|&i| points[i].address)
+            .min()
+            .unwrap_or(read.address);
+        let end = ids
+            .iter()
+            .map(|&i| points[i].end())
+            .max()
+            .unwrap_or(read.end());
+        Read {
+            kind: read.kind,
+            address: start,
+            // Within the original span, which fitted a u16.
+            count: u16::try_from(end - u32::from(start)).unwrap_or(read.count),
+            points: ids.to_vec(),
+        }
+    };
+    Some((half(&read.points[..cut]), half(&read.points[cut..])))
 }
 
 /// A read being built: its first address, the furthest end of its points, and the points.

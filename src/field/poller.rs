@@ -1,249 +1,532 @@
-//! One task per device connection: it owns the link and serialises every request on it —
-//! the planned reads of each poll cycle and the writes of commands, in arrival order.
+//! One task per line — a Modbus TCP connection (`host:port`) or a serial bus — serving every
+//! device (unit id) behind it. The task owns the link and serialises every request on it: the
+//! planned reads of each device's poll cycles and the writes of commands (which go first).
 //!
 //! Invariants:
-//! - the task never ends on a device error: a failed connect or a broken link (timeout, I/O
-//!   error, garbage answer) marks every point `bad` and the device `offline`, then the link is
-//!   rebuilt after a capped, jittered exponential backoff; only cancellation ends the task;
-//! - an exception code from the device marks only the points of that request `bad` (device
-//!   `degraded`); the link stays up;
-//! - while the device is not connected, writes fail at once with `device offline`: a command is
-//!   never held to be executed minutes later;
-//! - every point publication goes through its [`Reporter`] (deadband, heartbeat); a read-back
-//!   after a write is always published.
+//! - the task never ends on a device error; only cancellation ends it;
+//! - the line going down (connect/open failure, I/O error) marks every point of every device
+//!   `bad` and every device `offline`; the line is rebuilt after a capped, jittered exponential
+//!   backoff (a USB adapter unplugged and plugged back is re-opened the same way);
+//! - a device that does not answer (timeout, garbled frame, gateway exception 0x0A/0x0B) affects
+//!   only itself: its points go `bad`, it turns `degraded`, and after three unanswered requests
+//!   in a row its circuit breaker isolates it (`offline`, polled only by rare probes, see
+//!   `breaker.rs` and `schedule.rs`) until it answers again. On TCP, the connection is rebuilt
+//!   at once after a timeout (a late answer could otherwise be taken for the next one); on a
+//!   serial bus, stale bytes are discarded before each request instead (see `serial.rs`);
+//! - an exception code is a refusal: only the points of that request go `bad` (device
+//!   `degraded`). A merged read refused with 0x02/0x03 is split in two and retried until the
+//!   reads that work are found; the learned split is kept, so later cycles do not repeat it;
+//! - while a device is offline, writes to it fail at once with `device offline`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
-use tokio::time::MissedTickBehavior;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn, Instrument};
+use tracing::{debug, info, warn};
 
-use super::codec::{self, Value};
-use super::link::{Exception, Link, LinkError, ReadData, WriteData};
-use super::plan::{self, Limits, Read};
-use super::report::{Observation, Reporter};
+use super::handle::{Request, WriteError};
+use super::link::{Exception, Link, LinkError, WriteData};
+use super::plan::{self, Read};
+use super::schedule::{self, Candidate, Job};
+use super::slave::{self, Slave};
 use crate::backoff::Backoff;
 use crate::broker::{Broker, Message};
-use crate::config::{Device, Point, Qos, Transport};
-use crate::payload::{self, DeviceState, Quality};
-use crate::topics::Topics;
+use crate::config::{Bus, HostPort};
+use crate::field::report::Observation;
+use crate::payload::DeviceState;
+
+pub use super::handle::DeviceHandle;
 
 /// First reconnect delay; doubles up to [`MAX_BACKOFF`].
 const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
 /// Longest wait between two connection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// Requests (commands) waiting for one device.
-const REQUEST_QUEUE: usize = 16;
+/// Bound on closing a link politely.
+const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
+/// Repeated identical connection errors are logged at warn only every this many attempts.
+const LOG_EVERY: u32 = 20;
 
-/// Why a write did not happen (or its result is unknown).
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum WriteError {
-    #[error("device is offline: {0}")]
-    Offline(String),
-    #[error("device refused the write: {0}")]
-    Refused(Exception),
-    #[error("write sent but the read-back was refused: {0}")]
-    ReadBackRefused(Exception),
-    #[error("link failed during the write: {0}")]
-    Link(String),
-    #[error("read-back could not be decoded: {0}")]
-    Decode(String),
-    #[error("the device task has stopped")]
-    Stopped,
-}
-
-impl WriteError {
-    /// Machine-readable code for command results.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::Offline(_) => "device_offline",
-            Self::Refused(_) => "device_exception",
-            Self::ReadBackRefused(_) => "readback_failed",
-            Self::Link(_) => "link_error",
-            Self::Decode(_) => "readback_failed",
-            Self::Stopped => "shutting_down",
-        }
-    }
-}
-
-enum Request {
-    Write {
-        point: usize,
-        data: WriteData,
-        reply: oneshot::Sender<Result<Value, WriteError>>,
+/// Where a line goes.
+pub(super) enum Endpoint {
+    /// Modbus TCP; the permit pool caps the connections to one host.
+    Tcp {
+        addr: HostPort,
+        host_slots: Arc<Semaphore>,
     },
+    /// A serial bus with RTU framing.
+    Rtu(Bus),
 }
 
-/// The way to reach a device's task.
-#[derive(Clone, Debug)]
-pub struct DeviceHandle {
-    tx: mpsc::Sender<Request>,
-    online: Arc<AtomicBool>,
+/// Why `serve` returned.
+enum Exit {
+    Cancelled,
+    /// The line is down: every device offline, reconnect after backoff.
+    Down(LinkError),
+    /// The TCP stream may be out of step (a timeout, a garbled answer): reconnect at once,
+    /// keeping the devices' state.
+    Resync(LinkError),
 }
 
-impl DeviceHandle {
-    /// Writes `data` to point `point` (index in the device's point list), reads it back and
-    /// returns the value read back (already published on the state topic).
-    pub async fn write(&self, point: usize, data: WriteData) -> Result<Value, WriteError> {
-        if !self.online.load(Ordering::Acquire) {
-            return Err(WriteError::Offline("not connected".into()));
-        }
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Request::Write { point, data, reply })
-            .await
-            .map_err(|_| WriteError::Stopped)?;
-        rx.await.map_err(|_| WriteError::Stopped)?
-    }
-
-    /// Whether the device is connected right now.
-    pub fn is_online(&self) -> bool {
-        self.online.load(Ordering::Acquire)
-    }
-}
-
-/// Starts the task of one device on the current runtime; it runs until `cancel`.
-pub fn spawn(
-    device: Arc<Device>,
-    topics: &Topics,
-    broker: Arc<Broker>,
-    cancel: CancellationToken,
-    tracker: &tokio_util::task::TaskTracker,
-) -> DeviceHandle {
-    let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
-    let online = Arc::new(AtomicBool::new(false));
-    let span = tracing::info_span!("device", name = %device.name);
-    let poller = Poller::new(device, topics, broker, rx, online.clone(), cancel);
-    tracker.spawn(poller.run().instrument(span));
-    DeviceHandle { tx, online }
-}
-
-struct PointOut {
-    topic: String,
-    reporter: Reporter,
-}
-
-struct Poller {
-    device: Arc<Device>,
-    plan: Vec<Read>,
-    points: Vec<PointOut>,
-    state_topic: String,
-    state: Option<DeviceState>,
-    broker: Arc<Broker>,
+/// The task of one line.
+pub(super) struct Line {
+    label: String,
+    endpoint: Endpoint,
+    slaves: Vec<Slave>,
     rx: mpsc::Receiver<Request>,
     rx_open: bool,
-    online: Arc<AtomicBool>,
+    broker: Arc<Broker>,
     cancel: CancellationToken,
     backoff: Backoff,
     last_error: Option<String>,
 }
 
-impl Poller {
-    fn new(
-        device: Arc<Device>,
-        topics: &Topics,
-        broker: Arc<Broker>,
+impl Line {
+    pub fn new(
+        label: String,
+        endpoint: Endpoint,
+        slaves: Vec<Slave>,
         rx: mpsc::Receiver<Request>,
-        online: Arc<AtomicBool>,
+        broker: Arc<Broker>,
         cancel: CancellationToken,
     ) -> Self {
-        let plan = plan::plan(&device.points, &Limits::with_gap(device.max_gap));
-        let points = device
-            .points
-            .iter()
-            .map(|p| PointOut {
-                topic: topics.point(&device.name, &p.name),
-                reporter: Reporter::new(p.deadband, p.heartbeat.unwrap_or(device.heartbeat)),
-            })
-            .collect();
         Self {
-            state_topic: topics.device_state(&device.name),
-            plan,
-            points,
-            state: None,
-            broker,
+            label,
+            endpoint,
+            slaves,
             rx,
             rx_open: true,
-            online,
+            broker,
             cancel,
             backoff: Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF),
             last_error: None,
-            device,
         }
     }
 
-    async fn run(mut self) {
-        info!(points = self.device.points.len(), requests = self.plan.len(), poll = ?self.device.poll, "device task started");
+    pub async fn run(mut self) {
+        let points: usize = self.slaves.iter().map(|s| s.device.points.len()).sum();
+        let requests: usize = self
+            .slaves
+            .iter()
+            .flat_map(|s| &s.classes)
+            .map(|c| c.reads.len())
+            .sum();
+        info!(
+            devices = self.slaves.len(),
+            points, requests, "line task started"
+        );
+        // `fresh`: the devices' state starts over (not after a quick TCP resync).
+        let mut fresh = true;
         loop {
-            let Transport::Tcp(addr) = &self.device.transport;
+            let Some(slot) = self.host_slot().await else {
+                break;
+            };
             let connected = tokio::select! {
                 () = self.cancel.cancelled() => break,
-                r = Link::connect_tcp(addr, self.device.unit, self.device.timeout) => r,
+                r = self.connect() => r,
             };
             match connected {
                 Ok(mut link) => {
-                    info!(%addr, "connected");
+                    if fresh {
+                        info!(line = %self.label, "connected");
+                    }
                     self.last_error = None;
-                    self.online.store(true, Ordering::Release);
-                    let outcome = self.serve(&mut link).await;
-                    self.online.store(false, Ordering::Release);
-                    match outcome {
-                        None => {
-                            link.close().await;
-                            break;
+                    for s in &mut self.slaves {
+                        s.line_up(fresh);
+                    }
+                    let exit = self.serve(&mut link).await;
+                    for s in &mut self.slaves {
+                        s.set_online(false);
+                    }
+                    link.close(CLOSE_TIMEOUT).await;
+                    match exit {
+                        Exit::Cancelled => break,
+                        Exit::Resync(e) => {
+                            debug!(error = %e, "rebuilding the connection");
+                            fresh = false;
+                            continue;
                         }
-                        Some(e) => {
+                        Exit::Down(e) => {
                             warn!(error = %e, "link lost, reconnecting");
-                            self.mark_offline(&e.to_string()).await;
+                            self.all_offline(&e.to_string()).await;
                         }
                     }
                 }
                 Err(e) => {
                     let text = e.to_string();
                     let attempts = self.backoff.attempts();
-                    if self.last_error.as_deref() != Some(text.as_str()) || attempts % 20 == 0 {
+                    if self.last_error.as_deref() != Some(text.as_str())
+                        || attempts.is_multiple_of(LOG_EVERY)
+                    {
                         warn!(error = %text, attempts, "cannot connect");
                     } else {
                         debug!(error = %text, attempts, "cannot connect");
                     }
-                    self.mark_offline(&text).await;
+                    self.all_offline(&text).await;
                     self.last_error = Some(text);
                 }
             }
+            fresh = true;
+            drop(slot);
             let delay = self.backoff.next_delay();
             if !self.wait_offline(delay).await {
                 break;
             }
         }
-        self.set_state(DeviceState::Offline).await;
-        info!("device task stopped");
+        let mut batch = Vec::new();
+        for s in &mut self.slaves {
+            s.set_online(false);
+            s.set_state(DeviceState::Offline, &mut batch);
+        }
+        self.flush(batch).await;
+        info!("line task stopped");
     }
 
-    /// Polls and serves writes until the link fails (`Some`) or the task is cancelled (`None`).
-    async fn serve(&mut self, link: &mut Link) -> Option<LinkError> {
-        let mut ticker = tokio::time::interval(self.device.poll);
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    /// A connection slot to the host (TCP), waiting while refusing writes; `None` when
+    /// cancelled. Serial lines need none.
+    async fn host_slot(&mut self) -> Option<Option<OwnedSemaphorePermit>> {
+        let Endpoint::Tcp { host_slots, addr } = &self.endpoint else {
+            return Some(None);
+        };
+        if let Ok(permit) = host_slots.clone().try_acquire_owned() {
+            return Some(Some(permit));
+        }
+        info!(host = %addr.host, "waiting for a free connection slot to the host");
+        let slots = host_slots.clone();
+        let acquire = slots.acquire_owned();
+        tokio::pin!(acquire);
         loop {
             tokio::select! {
-                biased;
                 () = self.cancel.cancelled() => return None,
+                permit = &mut acquire => return permit.ok().map(Some),
+                req = self.rx.recv(), if self.rx_open => self.refuse(req),
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<Link, LinkError> {
+        let timeout = self
+            .slaves
+            .iter()
+            .map(|s| s.device.timeout)
+            .max()
+            .unwrap_or(Duration::from_secs(1));
+        match &self.endpoint {
+            Endpoint::Tcp { addr, .. } => Link::connect_tcp(addr, timeout).await,
+            Endpoint::Rtu(bus) => Link::open_serial(bus),
+        }
+    }
+
+    /// Polls and serves writes until the link must be rebuilt or the task is cancelled.
+    async fn serve(&mut self, link: &mut Link) -> Exit {
+        let mut candidates = Vec::with_capacity(self.slaves.len() * 2);
+        loop {
+            candidates.clear();
+            for (i, s) in self.slaves.iter().enumerate() {
+                s.candidates(i, &mut candidates);
+            }
+            let next = schedule::pick(Instant::now(), &candidates);
+            let due = next.map_or_else(|| Instant::now() + Duration::from_secs(3600), |c| c.due);
+            let outcome = tokio::select! {
+                biased;
+                () = self.cancel.cancelled() => return Exit::Cancelled,
                 req = self.rx.recv(), if self.rx_open => match req {
-                    Some(req) => {
-                        if let Err(e) = self.handle(link, req).await {
-                            return Some(e);
+                    Some(req) => self.handle(link, req).await,
+                    None => {
+                        self.rx_open = false;
+                        Ok(())
+                    }
+                },
+                () = tokio::time::sleep_until(due) => match next {
+                    Some(Candidate { slave, job: Job::Cycle { class }, .. }) => {
+                        self.cycle(link, slave, class).await
+                    }
+                    Some(Candidate { slave, job: Job::Probe, .. }) => self.probe(link, slave).await,
+                    None => Ok(()),
+                },
+            };
+            if let Err(exit) = outcome {
+                return exit;
+            }
+        }
+    }
+
+    /// Serves the writes waiting now (they go before the next read).
+    async fn writes_first(&mut self, link: &mut Link) -> Result<(), Exit> {
+        while self.rx_open {
+            match self.rx.try_recv() {
+                Ok(req) => self.handle(link, req).await?,
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => self.rx_open = false,
+            }
+        }
+        Ok(())
+    }
+
+    /// One poll cycle of class `c` of slave `s`: its reads in order, then one batch of
+    /// publications.
+    async fn cycle(&mut self, link: &mut Link, s: usize, c: usize) -> Result<(), Exit> {
+        let mut batch = Vec::new();
+        let mut troubled = false;
+        let mut result = Ok(());
+        let mut i = 0;
+        while i < self.slaves[s].classes[c].reads.len() {
+            if let Err(exit) = self.writes_first(link).await {
+                result = Err(exit);
+                break;
+            }
+            if self.slaves[s].breaker.is_open() {
+                // A write just found the device dead.
+                break;
+            }
+            let slave = &mut self.slaves[s];
+            let read = slave.classes[c].reads[i].clone();
+            let (unit, timeout) = (slave.device.unit, slave.device.timeout);
+            let answer = link
+                .read(unit, read.kind, read.address, read.count, timeout)
+                .await;
+            let slave = &mut self.slaves[s];
+            match answer {
+                Ok(Ok(data)) => {
+                    self.answered(s);
+                    self.slaves[s].observe_read(&read, &data, &mut batch);
+                    i += 1;
+                }
+                Ok(Err(exc)) if exc.is_no_answer() => {
+                    troubled = true;
+                    let rest = rest_of(&slave.classes[c].reads[i..]);
+                    self.unanswered(s, &exc.to_string(), rest, &mut batch);
+                    break;
+                }
+                Ok(Err(exc)) => {
+                    self.answered(s);
+                    let slave = &mut self.slaves[s];
+                    let reason = refusal(&read, exc);
+                    let halves = splittable(exc)
+                        .then(|| plan::split(&read, &slave.device.points))
+                        .flatten();
+                    match halves {
+                        Some((a, b)) => {
+                            slave.log_split(&read, (&a, &b), &reason);
+                            let reads = &mut slave.classes[c].reads;
+                            reads[i] = a;
+                            reads.insert(i + 1, b);
+                        }
+                        None => {
+                            troubled = true;
+                            slave.refused(&read.points, &reason, &mut batch);
+                            i += 1;
                         }
                     }
-                    None => self.rx_open = false,
-                },
-                _ = ticker.tick() => {
-                    if let Err(e) = self.cycle(link).await {
-                        return Some(e);
+                }
+                Err(e) => {
+                    troubled = true;
+                    let rest = rest_of(&slave.classes[c].reads[i..]);
+                    match self.fault(link, s, e, rest, &mut batch) {
+                        Ok(()) => break,
+                        Err(exit) => {
+                            result = Err(exit);
+                            break;
+                        }
                     }
                 }
             }
+        }
+        let slave = &mut self.slaves[s];
+        let class = &mut slave.classes[c];
+        class.troubled = troubled;
+        class.reschedule(Instant::now());
+        if !slave.breaker.is_open() && !matches!(result, Err(Exit::Down(_))) {
+            let health = slave.health();
+            slave.set_state(health, &mut batch);
+        }
+        self.flush(batch).await;
+        if result.is_ok() {
+            self.backoff.reset();
+        }
+        result
+    }
+
+    /// One request to an isolated slave: any answer brings it back (every class due at once).
+    async fn probe(&mut self, link: &mut Link, s: usize) -> Result<(), Exit> {
+        let slave = &self.slaves[s];
+        let Some(read) = slave.classes.first().and_then(|c| c.reads.first()).cloned() else {
+            return Ok(());
+        };
+        let (unit, timeout) = (slave.device.unit, slave.device.timeout);
+        let answer = link
+            .read(unit, read.kind, read.address, read.count, timeout)
+            .await;
+        let mut batch = Vec::new();
+        let result = match answer {
+            Ok(Ok(_)) => {
+                self.answered(s);
+                Ok(())
+            }
+            Ok(Err(exc)) if !exc.is_no_answer() => {
+                self.answered(s);
+                Ok(())
+            }
+            Ok(Err(exc)) => {
+                self.unanswered(s, &exc.to_string(), Vec::new(), &mut batch);
+                Ok(())
+            }
+            Err(e) => self.fault(link, s, e, Vec::new(), &mut batch),
+        };
+        self.flush(batch).await;
+        result
+    }
+
+    /// The slave answered: a closed breaker stays closed, an open one closes (and every class
+    /// is polled at once, so the recovery is published at once).
+    fn answered(&mut self, s: usize) {
+        let slave = &mut self.slaves[s];
+        if slave.breaker.answered() {
+            {
+                let _g = slave.span.enter();
+                info!("device answers again");
+            }
+            slave.set_online(true);
+            slave.all_due();
+        }
+    }
+
+    /// A request to slave `s` got no answer (`reason`); `points` of the cycle go bad.
+    fn unanswered(&mut self, s: usize, reason: &str, points: Vec<usize>, batch: &mut Vec<Message>) {
+        let slave = &mut self.slaves[s];
+        let was_open = slave.breaker.is_open();
+        let opened = slave
+            .breaker
+            .unanswered(Instant::now(), rand::random::<f64>());
+        let why = format!("no answer from unit {}: {reason}", slave.device.unit);
+        if opened {
+            let retry = slave.breaker.grace();
+            {
+                let _g = slave.span.enter();
+                warn!(failures = slave.breaker.failures(), retry = ?retry, reason, "device not answering; isolated: polled only by a probe every back-off interval");
+            }
+            slave.go_offline(
+                &format!("{why} ({} times in a row)", slave.breaker.failures()),
+                batch,
+            );
+        } else if was_open {
+            let _g = slave.span.enter();
+            debug!(reason, retry = ?slave.breaker.grace(), "probe unanswered");
+        } else {
+            {
+                let _g = slave.span.enter();
+                debug!(reason, failures = slave.breaker.failures(), "no answer");
+            }
+            slave.mark_bad(points, &why, batch);
+        }
+    }
+
+    /// A link error during a request to slave `s`: on a serial bus a timeout or garbled frame
+    /// is the slave's fault only; on TCP it also needs a resync; anything else is the line.
+    fn fault(
+        &mut self,
+        link: &Link,
+        s: usize,
+        e: LinkError,
+        points: Vec<usize>,
+        batch: &mut Vec<Message>,
+    ) -> Result<(), Exit> {
+        if e.is_line_down() {
+            return Err(Exit::Down(e));
+        }
+        self.unanswered(s, &e.to_string(), points, batch);
+        if link.is_rtu() {
+            Ok(())
+        } else {
+            Err(Exit::Resync(e))
+        }
+    }
+
+    async fn handle(&mut self, link: &mut Link, req: Request) -> Result<(), Exit> {
+        let Request::Write {
+            slave: s,
+            point,
+            data,
+            reply,
+        } = req;
+        let Some(slave) = self.slaves.get(s) else {
+            let _ = reply.send(Err(WriteError::Stopped));
+            return Ok(());
+        };
+        if slave.breaker.is_open() {
+            let reason = slave
+                .offline_reason
+                .clone()
+                .unwrap_or_else(|| "not answering".into());
+            let _ = reply.send(Err(WriteError::Offline(reason)));
+            return Ok(());
+        }
+        let Some(p) = slave.device.points.get(point).cloned() else {
+            let _ = reply.send(Err(WriteError::Decode(format!("no point #{point}"))));
+            return Ok(());
+        };
+        let (unit, timeout) = (slave.device.unit, slave.device.timeout);
+        {
+            let _g = slave.span.enter();
+            debug!(point = %p.name, ?data, "write");
+        }
+        let mut batch = Vec::new();
+        let result = self
+            .write_and_read_back(link, s, unit, timeout, &p, point, &data, &mut batch)
+            .await;
+        self.flush(batch).await;
+        let (reply_value, outcome) = result;
+        let _ = reply.send(reply_value);
+        outcome
+    }
+
+    /// The write, then the read-back; the reply for the caller and the outcome for the line.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_and_read_back(
+        &mut self,
+        link: &mut Link,
+        s: usize,
+        unit: u8,
+        timeout: Duration,
+        p: &crate::config::Point,
+        point: usize,
+        data: &WriteData,
+        batch: &mut Vec<Message>,
+    ) -> (
+        Result<crate::field::codec::Value, WriteError>,
+        Result<(), Exit>,
+    ) {
+        match link.write(unit, p.address, data, timeout).await {
+            Err(e) => {
+                let text = e.to_string();
+                let outcome = self.fault(link, s, e, Vec::new(), batch);
+                return (Err(WriteError::Link(text)), outcome);
+            }
+            Ok(Err(exc)) => {
+                if exc.is_no_answer() {
+                    self.unanswered(s, &exc.to_string(), Vec::new(), batch);
+                } else {
+                    self.answered(s);
+                }
+                return (Err(WriteError::Refused(exc)), Ok(()));
+            }
+            Ok(Ok(())) => self.answered(s),
+        }
+        match link.read(unit, p.kind, p.address, p.width(), timeout).await {
+            Err(e) => {
+                let text = format!("write sent, read-back failed: {e}");
+                let outcome = self.fault(link, s, e, Vec::new(), batch);
+                (Err(WriteError::Link(text)), outcome)
+            }
+            Ok(Err(exc)) => (Err(WriteError::ReadBackRefused(exc)), Ok(())),
+            Ok(Ok(data)) => match slave::decode(p, p.address, &data) {
+                Observation::Good(v) => {
+                    self.slaves[s].publish_read_back(point, v.clone(), batch);
+                    (Ok(v), Ok(()))
+                }
+                Observation::Bad(e) => (Err(WriteError::Decode(e)), Ok(())),
+            },
         }
     }
 
@@ -255,153 +538,32 @@ impl Poller {
             tokio::select! {
                 () = self.cancel.cancelled() => return false,
                 () = &mut sleep => return true,
-                req = self.rx.recv(), if self.rx_open => match req {
-                    Some(Request::Write { reply, .. }) => {
-                        let reason = self.last_error.clone().unwrap_or_else(|| "not connected".into());
-                        let _ = reply.send(Err(WriteError::Offline(reason)));
-                    }
-                    None => self.rx_open = false,
-                },
+                req = self.rx.recv(), if self.rx_open => self.refuse(req),
             }
         }
     }
 
-    /// One poll cycle: every planned read, then one batch of publications.
-    async fn cycle(&mut self, link: &mut Link) -> Result<(), LinkError> {
+    /// Refuses a request while the line is down.
+    fn refuse(&mut self, req: Option<Request>) {
+        match req {
+            Some(Request::Write { reply, .. }) => {
+                let reason = self
+                    .last_error
+                    .clone()
+                    .unwrap_or_else(|| "not connected".into());
+                let _ = reply.send(Err(WriteError::Offline(reason)));
+            }
+            None => self.rx_open = false,
+        }
+    }
+
+    /// Marks every device offline (the line is down).
+    async fn all_offline(&mut self, reason: &str) {
         let mut batch = Vec::new();
-        let mut refused = false;
-        for r in 0..self.plan.len() {
-            let (kind, address, count) =
-                (self.plan[r].kind, self.plan[r].address, self.plan[r].count);
-            let answer = link.read(kind, address, count).await;
-            let (now, at) = (Instant::now(), SystemTime::now());
-            match answer {
-                Err(e) => {
-                    self.flush(batch).await;
-                    return Err(e);
-                }
-                Ok(Err(exc)) => {
-                    refused = true;
-                    let reason = format!(
-                        "device refused the read of {kind} {address}..{}: {exc}",
-                        u32::from(address) + u32::from(count) - 1
-                    );
-                    for i in self.plan[r].points.clone() {
-                        self.observe(i, Observation::Bad(reason.clone()), now, at, &mut batch);
-                    }
-                }
-                Ok(Ok(data)) => {
-                    for i in self.plan[r].points.clone() {
-                        let obs = decode(&self.device.points[i], address, &data);
-                        self.observe(i, obs, now, at, &mut batch);
-                    }
-                }
-            }
-        }
-        self.backoff.reset();
-        let state = if refused {
-            DeviceState::Degraded
-        } else {
-            DeviceState::Online
-        };
-        self.flush(batch).await;
-        self.set_state(state).await;
-        Ok(())
-    }
-
-    async fn handle(&mut self, link: &mut Link, req: Request) -> Result<(), LinkError> {
-        let Request::Write { point, data, reply } = req;
-        let Some(p) = self.device.points.get(point).cloned() else {
-            let _ = reply.send(Err(WriteError::Decode(format!("no point #{point}"))));
-            return Ok(());
-        };
-        debug!(point = %p.name, ?data, "write");
-        match link.write(p.address, &data).await {
-            Err(e) => {
-                let _ = reply.send(Err(WriteError::Link(e.to_string())));
-                return Err(e);
-            }
-            Ok(Err(exc)) => {
-                let _ = reply.send(Err(WriteError::Refused(exc)));
-                return Ok(());
-            }
-            Ok(Ok(())) => {}
-        }
-        let answer = link.read(p.kind, p.address, p.width()).await;
-        let (now, at) = (Instant::now(), SystemTime::now());
-        let result = match answer {
-            Err(e) => {
-                let _ = reply.send(Err(WriteError::Link(format!(
-                    "write sent, read-back failed: {e}"
-                ))));
-                return Err(e);
-            }
-            Ok(Err(exc)) => Err(WriteError::ReadBackRefused(exc)),
-            Ok(Ok(data)) => match decode(&p, p.address, &data) {
-                Observation::Good(v) => {
-                    let mut batch = Vec::with_capacity(1);
-                    self.points[point].reporter.invalidate();
-                    self.observe(point, Observation::Good(v), now, at, &mut batch);
-                    self.flush(batch).await;
-                    Ok(v)
-                }
-                Observation::Bad(e) => Err(WriteError::Decode(e)),
-            },
-        };
-        let _ = reply.send(result);
-        Ok(())
-    }
-
-    fn observe(
-        &mut self,
-        i: usize,
-        obs: Observation,
-        now: Instant,
-        at: SystemTime,
-        batch: &mut Vec<Message>,
-    ) {
-        let out = &mut self.points[i];
-        if !out.reporter.observe(now, &obs) {
-            return;
-        }
-        let unit = self.device.points[i].unit.as_deref();
-        let body = match obs {
-            Observation::Good(v) => payload::point_state(Some(v), Quality::Good, None, unit, at),
-            Observation::Bad(e) => payload::point_state(None, Quality::Bad, Some(&e), unit, at),
-        };
-        batch.push(Message::agent(
-            out.topic.clone(),
-            body,
-            Qos::AtLeastOnce,
-            true,
-        ));
-    }
-
-    /// Marks every point bad and the device offline.
-    async fn mark_offline(&mut self, reason: &str) {
-        let (now, at) = (Instant::now(), SystemTime::now());
-        let mut batch = Vec::new();
-        let obs = Observation::Bad(format!("device offline: {reason}"));
-        for i in 0..self.points.len() {
-            self.observe(i, obs.clone(), now, at, &mut batch);
+        for s in &mut self.slaves {
+            s.go_offline(reason, &mut batch);
         }
         self.flush(batch).await;
-        self.set_state(DeviceState::Offline).await;
-    }
-
-    async fn set_state(&mut self, state: DeviceState) {
-        if self.state == Some(state) {
-            return;
-        }
-        info!(state = state.as_str(), "device state");
-        self.state = Some(state);
-        let msg = Message::agent(
-            self.state_topic.clone(),
-            state.as_str(),
-            Qos::AtLeastOnce,
-            true,
-        );
-        self.flush(vec![msg]).await;
     }
 
     async fn flush(&self, batch: Vec<Message>) {
@@ -414,26 +576,24 @@ impl Poller {
     }
 }
 
-/// Decodes one point out of the data of the read that covers it.
-fn decode(point: &Point, read_address: u16, data: &ReadData) -> Observation {
-    let offset = usize::from(point.address.saturating_sub(read_address));
-    match data {
-        ReadData::Bits(bits) => match bits.get(offset) {
-            Some(bit) => Observation::Good(codec::decode_bit(*bit)),
-            None => Observation::Bad(format!("bit {} missing from the answer", point.address)),
-        },
-        ReadData::Words(words) => {
-            let width = usize::from(point.width());
-            match words.get(offset..offset + width) {
-                Some(slice) => match codec::decode_point(point, slice) {
-                    Ok(v) => Observation::Good(v),
-                    Err(e) => Observation::Bad(format!("cannot decode: {e}")),
-                },
-                None => Observation::Bad(format!(
-                    "registers of {} missing from the answer",
-                    point.address
-                )),
-            }
-        }
-    }
+/// The points of the reads not done in a cycle.
+fn rest_of(reads: &[Read]) -> Vec<usize> {
+    reads
+        .iter()
+        .flat_map(|r| r.points.iter().copied())
+        .collect()
+}
+
+/// Exceptions that may mean "part of this block does not exist": worth splitting a merged read.
+fn splittable(exc: Exception) -> bool {
+    exc == Exception::ILLEGAL_ADDRESS || exc.0 == 0x03
+}
+
+fn refusal(read: &Read, exc: Exception) -> String {
+    format!(
+        "device refused the read of {} {}..{}: {exc}",
+        read.kind,
+        read.address,
+        read.end() - 1
+    )
 }

@@ -4,7 +4,10 @@
 //! - the first observation is always published;
 //! - a change of quality (good ↔ bad) is published at once;
 //! - a good value is published when it differs from the last *published* value by more than
-//!   the deadband (a bool or any change when the deadband is 0), so slow drift is never hidden;
+//!   the deadband (absolute, or a percentage of the last published value's magnitude; any
+//!   change of a bool, a text, or when the deadband is 0), so slow drift is never hidden; an
+//!   array is published when any element moved beyond the deadband or its length changed;
+//!   NaN appearing or disappearing is a change, NaN staying NaN is not;
 //! - a bad observation is republished when its reason changes;
 //! - anything is republished when the heartbeat has elapsed since the last publication, so a
 //!   silent value is still proven alive.
@@ -12,6 +15,7 @@
 use std::time::{Duration, Instant};
 
 use super::codec::Value;
+use crate::config::Deadband;
 
 /// One read outcome of a point.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,13 +29,13 @@ pub enum Observation {
 /// Per-point publication state.
 #[derive(Debug, Clone)]
 pub struct Reporter {
-    deadband: f64,
+    deadband: Deadband,
     heartbeat: Duration,
     last: Option<(Observation, Instant)>,
 }
 
 impl Reporter {
-    pub fn new(deadband: f64, heartbeat: Duration) -> Self {
+    pub fn new(deadband: Deadband, heartbeat: Duration) -> Self {
         Self {
             deadband,
             heartbeat,
@@ -66,20 +70,40 @@ impl Reporter {
 
     fn changed(&self, last: &Observation, new: &Observation) -> bool {
         match (last, new) {
-            (Observation::Good(a), Observation::Good(b)) => match (a, b) {
-                (Value::Bool(x), Value::Bool(y)) => x != y,
-                _ => {
-                    let delta = (a.as_f64() - b.as_f64()).abs();
-                    if self.deadband > 0.0 {
-                        delta > self.deadband
-                    } else {
-                        // Any change, including between values that compare equal as f64
-                        // but differ in kind, and NaN appearing or disappearing.
-                        a != b
-                    }
-                }
-            },
+            (Observation::Good(a), Observation::Good(b)) => self.moved(a, b),
             (Observation::Bad(a), Observation::Bad(b)) => a != b,
+            _ => true,
+        }
+    }
+
+    /// Whether `new` is news compared with the last published `last`.
+    fn moved(&self, last: &Value, new: &Value) -> bool {
+        match (last, new) {
+            (Value::Bool(x), Value::Bool(y)) => x != y,
+            (Value::Text(x), Value::Text(y)) => x != y,
+            (Value::Array(x), Value::Array(y)) => {
+                x.len() != y.len() || x.iter().zip(y).any(|(a, b)| self.moved(a, b))
+            }
+            (
+                Value::Int(_) | Value::UInt(_) | Value::Float(_),
+                Value::Int(_) | Value::UInt(_) | Value::Float(_),
+            ) => {
+                let (a, b) = (last.as_f64(), new.as_f64());
+                if a.is_nan() || b.is_nan() {
+                    return a.is_nan() != b.is_nan();
+                }
+                let band = match self.deadband {
+                    Deadband::Absolute(d) => d,
+                    Deadband::Percent(p) => a.abs() * p / 100.0,
+                };
+                if band > 0.0 {
+                    (b - a).abs() > band
+                } else {
+                    // Any change, including between values that compare equal as f64 but
+                    // differ in kind.
+                    last != new
+                }
+            }
             _ => true,
         }
     }
@@ -95,16 +119,20 @@ mod tests {
         Observation::Good(Value::Float(v))
     }
 
+    fn abs(d: f64) -> Deadband {
+        Deadband::Absolute(d)
+    }
+
     #[test]
     fn first_observation_is_published() {
-        let mut r = Reporter::new(0.5, HB);
+        let mut r = Reporter::new(abs(0.5), HB);
         assert!(r.observe(Instant::now(), &good(1.0)));
     }
 
     #[test]
     fn deadband_compares_with_last_published_value() {
         let t0 = Instant::now();
-        let mut r = Reporter::new(0.5, HB);
+        let mut r = Reporter::new(abs(0.5), HB);
         assert!(r.observe(t0, &good(10.0)));
         assert!(!r.observe(t0, &good(10.3)));
         assert!(
@@ -121,7 +149,7 @@ mod tests {
     #[test]
     fn zero_deadband_publishes_every_change_only() {
         let t0 = Instant::now();
-        let mut r = Reporter::new(0.0, HB);
+        let mut r = Reporter::new(abs(0.0), HB);
         assert!(r.observe(t0, &Observation::Good(Value::Int(1))));
         assert!(!r.observe(t0, &Observation::Good(Value::Int(1))));
         assert!(r.observe(t0, &Observation::Good(Value::Int(2))));
@@ -133,7 +161,7 @@ mod tests {
     #[test]
     fn heartbeat_republishes_unchanged_values() {
         let t0 = Instant::now();
-        let mut r = Reporter::new(0.0, HB);
+        let mut r = Reporter::new(abs(0.0), HB);
         assert!(r.observe(t0, &good(1.0)));
         assert!(!r.observe(t0 + HB - Duration::from_millis(1), &good(1.0)));
         assert!(r.observe(t0 + HB, &good(1.0)));
@@ -143,7 +171,7 @@ mod tests {
     #[test]
     fn quality_changes_and_new_reasons_are_published() {
         let t0 = Instant::now();
-        let mut r = Reporter::new(100.0, HB);
+        let mut r = Reporter::new(abs(100.0), HB);
         assert!(r.observe(t0, &good(1.0)));
         assert!(r.observe(t0, &Observation::Bad("timeout".into())));
         assert!(!r.observe(t0, &Observation::Bad("timeout".into())));
@@ -154,9 +182,52 @@ mod tests {
     #[test]
     fn invalidate_forces_next_publication() {
         let t0 = Instant::now();
-        let mut r = Reporter::new(0.0, HB);
+        let mut r = Reporter::new(abs(0.0), HB);
         assert!(r.observe(t0, &good(1.0)));
         r.invalidate();
+        assert!(r.observe(t0, &good(1.0)));
+    }
+
+    #[test]
+    fn percent_deadband_is_relative_to_the_last_published_value() {
+        let t0 = Instant::now();
+        let mut r = Reporter::new(Deadband::Percent(10.0), HB);
+        assert!(r.observe(t0, &good(200.0)));
+        assert!(!r.observe(t0, &good(219.0)), "9.5% of 200");
+        assert!(!r.observe(t0, &good(180.0)), "exactly 10% is not beyond it");
+        assert!(r.observe(t0, &good(221.0)));
+        assert!(!r.observe(t0, &good(200.0)), "10% of 221 is 22.1");
+        assert!(r.observe(t0, &good(-1.0)));
+        assert!(r.observe(t0, &good(0.0)));
+        assert!(
+            r.observe(t0, &good(0.001)),
+            "after a published 0 any change counts"
+        );
+    }
+
+    #[test]
+    fn arrays_text_and_nan() {
+        let t0 = Instant::now();
+        let arr = |v: &[f64]| {
+            Observation::Good(Value::Array(v.iter().map(|x| Value::Float(*x)).collect()))
+        };
+        let mut r = Reporter::new(abs(0.5), HB);
+        assert!(r.observe(t0, &arr(&[1.0, 2.0])));
+        assert!(!r.observe(t0, &arr(&[1.4, 2.4])));
+        assert!(
+            r.observe(t0, &arr(&[1.0, 2.6])),
+            "one element beyond the deadband"
+        );
+        assert!(r.observe(t0, &arr(&[1.0, 2.6, 3.0])), "length changed");
+        let text = |t: &str| Observation::Good(Value::Text(t.into()));
+        assert!(r.observe(t0, &text("run")));
+        assert!(!r.observe(t0, &text("run")));
+        assert!(r.observe(t0, &text("stop")));
+        assert!(r.observe(t0, &good(f64::NAN)));
+        assert!(
+            !r.observe(t0, &good(f64::NAN)),
+            "NaN staying NaN is not news"
+        );
         assert!(r.observe(t0, &good(1.0)));
     }
 }

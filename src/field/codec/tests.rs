@@ -1,30 +1,23 @@
 use super::*;
-use crate::config::{RegisterKind, Writable};
+use crate::config::RegisterKind;
 use proptest::prelude::*;
-use DataType::{Bool, F32, I16, I32, U16, U32};
+use DataType::{Bool, F32, F64, I16, I32, I64, U16, U32, U64};
 use WordOrder::{Abcd, Badc, Cdab, Dcba};
 
 /// Exact equality, NaN payloads included.
 fn same(a: Raw, b: Raw) -> bool {
     match (a, b) {
         (Raw::F32(x), Raw::F32(y)) => x.to_bits() == y.to_bits(),
+        (Raw::F64(x), Raw::F64(y)) => x.to_bits() == y.to_bits(),
         _ => a == b,
     }
 }
 
 fn point(kind: RegisterKind, data_type: DataType, order: WordOrder, scale: f64) -> Point {
     Point {
-        name: "p".into(),
-        kind,
-        address: 100,
-        data_type,
         order,
         scale,
-        offset: 0.0,
-        unit: None,
-        deadband: 0.0,
-        heartbeat: None,
-        writable: Writable::No,
+        ..Point::new("p", kind, 100, data_type)
     }
 }
 
@@ -78,6 +71,106 @@ const TABLE: &[(DataType, WordOrder, &[u16], Raw)] = &[
     (U16, Cdab, &[0xFFFF], Raw::U16(65_535)),
     (U16, Badc, &[0x1234], Raw::U16(0x1234)),
     (U16, Dcba, &[0x1234], Raw::U16(0x1234)),
+    // u64 0x0102_0304_0506_0708: A=01 B=02 C=03 D=04 E=05 F=06 G=07 H=08
+    (
+        U64,
+        Abcd,
+        &[0x0102, 0x0304, 0x0506, 0x0708],
+        Raw::U64(0x0102_0304_0506_0708),
+    ),
+    (
+        U64,
+        Cdab,
+        &[0x0708, 0x0506, 0x0304, 0x0102],
+        Raw::U64(0x0102_0304_0506_0708),
+    ),
+    (
+        U64,
+        Badc,
+        &[0x0201, 0x0403, 0x0605, 0x0807],
+        Raw::U64(0x0102_0304_0506_0708),
+    ),
+    (
+        U64,
+        Dcba,
+        &[0x0807, 0x0605, 0x0403, 0x0201],
+        Raw::U64(0x0102_0304_0506_0708),
+    ),
+    // u64 max: all ones in any order
+    (
+        U64,
+        Cdab,
+        &[0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF],
+        Raw::U64(u64::MAX),
+    ),
+    // i64 -2 = 0xFFFF_FFFF_FFFF_FFFE: only H differs (FE)
+    (I64, Abcd, &[0xFFFF, 0xFFFF, 0xFFFF, 0xFFFE], Raw::I64(-2)),
+    (I64, Cdab, &[0xFFFE, 0xFFFF, 0xFFFF, 0xFFFF], Raw::I64(-2)),
+    (I64, Badc, &[0xFFFF, 0xFFFF, 0xFFFF, 0xFEFF], Raw::I64(-2)),
+    (I64, Dcba, &[0xFEFF, 0xFFFF, 0xFFFF, 0xFFFF], Raw::I64(-2)),
+    // i64 min = 0x8000_0000_0000_0000: the sign bit lives in byte A
+    (
+        I64,
+        Abcd,
+        &[0x8000, 0x0000, 0x0000, 0x0000],
+        Raw::I64(i64::MIN),
+    ),
+    (
+        I64,
+        Dcba,
+        &[0x0000, 0x0000, 0x0000, 0x0080],
+        Raw::I64(i64::MIN),
+    ),
+    // f64 -21.5 = 0xC035_8000_0000_0000: A=C0 B=35 C=80 D..H=00
+    (
+        F64,
+        Abcd,
+        &[0xC035, 0x8000, 0x0000, 0x0000],
+        Raw::F64(-21.5),
+    ),
+    (
+        F64,
+        Cdab,
+        &[0x0000, 0x0000, 0x8000, 0xC035],
+        Raw::F64(-21.5),
+    ),
+    (
+        F64,
+        Badc,
+        &[0x35C0, 0x0080, 0x0000, 0x0000],
+        Raw::F64(-21.5),
+    ),
+    (
+        F64,
+        Dcba,
+        &[0x0000, 0x0000, 0x0080, 0x35C0],
+        Raw::F64(-21.5),
+    ),
+    // f64 π = 0x4009_21FB_5444_2D18: eight distinct bytes
+    (
+        F64,
+        Abcd,
+        &[0x4009, 0x21FB, 0x5444, 0x2D18],
+        Raw::F64(std::f64::consts::PI),
+    ),
+    (
+        F64,
+        Cdab,
+        &[0x2D18, 0x5444, 0x21FB, 0x4009],
+        Raw::F64(std::f64::consts::PI),
+    ),
+    (
+        F64,
+        Badc,
+        &[0x0940, 0xFB21, 0x4454, 0x182D],
+        Raw::F64(std::f64::consts::PI),
+    ),
+    (
+        F64,
+        Dcba,
+        &[0x182D, 0x4454, 0xFB21, 0x0940],
+        Raw::F64(std::f64::consts::PI),
+    ),
     // bool: written as 1 / 0
     (Bool, Abcd, &[0x0000], Raw::Bool(false)),
     (Bool, Abcd, &[0x0001], Raw::Bool(true)),
@@ -433,8 +526,11 @@ fn any_raw() -> impl Strategy<Value = Raw> {
         any::<i16>().prop_map(Raw::I16),
         any::<u32>().prop_map(Raw::U32),
         any::<i32>().prop_map(Raw::I32),
+        any::<u64>().prop_map(Raw::U64),
+        any::<i64>().prop_map(Raw::I64),
         // every bit pattern, NaNs and infinities included
         any::<u32>().prop_map(|b| Raw::F32(f32::from_bits(b))),
+        any::<u64>().prop_map(|b| Raw::F64(f64::from_bits(b))),
     ]
 }
 
@@ -473,10 +569,10 @@ proptest! {
     }
 
     #[test]
-    fn words_raw_round_trip(t in proptest::sample::select(vec![U16, I16, U32, I32, F32]),
-                            order in any_order(), w0: u16, w1: u16) {
+    fn words_raw_round_trip(t in proptest::sample::select(vec![U16, I16, U32, I32, F32, U64, I64, F64]),
+                            order in any_order(), w0: u16, w1: u16, w2: u16, w3: u16) {
         // every register pattern is some value of every non-bool type, and re-encodes exactly
-        let words = &[w0, w1][..usize::from(t.registers())];
+        let words = &[w0, w1, w2, w3][..usize::from(t.registers())];
         let raw = words_to_raw(t, order, words);
         prop_assert!(raw.is_ok(), "{:?}", raw);
         if let Ok(raw) = raw {
@@ -505,7 +601,9 @@ proptest! {
 
     #[test]
     fn raw_to_engineering_and_back_is_exact(
-        raw in any_raw().prop_filter("integer", |r| !matches!(r, Raw::Bool(_) | Raw::F32(_))),
+        raw in any_raw().prop_filter("32-bit integer", |r| {
+            !matches!(r, Raw::Bool(_) | Raw::F32(_) | Raw::F64(_) | Raw::U64(_) | Raw::I64(_))
+        }),
         scale in any_scale(), offset in any_offset(),
     ) {
         // 12 significant digits keep every 32-bit raw value apart at these scales
@@ -524,5 +622,170 @@ proptest! {
             let tolerance = 1e-6 * (value - offset).abs() + 1e-11 * (value.abs() + offset.abs());
             prop_assert!((back - value).abs() <= tolerance, "{} → {:?} → {}", value, raw, back);
         }
+    }
+}
+
+#[test]
+fn sixty_four_bit_values_publish_exactly_with_the_identity_scale() {
+    assert_eq!(
+        to_engineering(Raw::U64(u64::MAX), 1.0, 0.0),
+        Value::UInt(u64::MAX)
+    );
+    assert_eq!(to_engineering(Raw::U64(7), 1.0, 0.0), Value::Int(7));
+    assert_eq!(
+        to_engineering(Raw::I64(i64::MIN), 1.0, 0.0),
+        Value::Int(i64::MIN)
+    );
+    assert_eq!(Value::UInt(u64::MAX).to_json(), serde_json::json!(u64::MAX));
+    // an f64 raw keeps all its digits; scaled, it is rounded like every other number
+    let third = 1.0 / 3.0;
+    assert_eq!(
+        to_engineering(Raw::F64(third), 1.0, 0.0),
+        Value::Float(third)
+    );
+    assert_eq!(to_engineering(Raw::F64(-0.0), 1.0, 0.0), Value::Float(0.0));
+    assert_eq!(to_engineering(Raw::F64(third), 3.0, 0.0), Value::Float(1.0));
+    // the 64-bit limits are refused, not saturated
+    assert_eq!(from_engineering(U64, 18_446_744_073_709_551_615.0, 1.0, 0.0).map_err(|e| e.to_string()),
+        Err("value 1.8446744073709552e19 is raw 1.8446744073709552e19 as u64, outside its range 0..=1.8446744073709552e19".to_owned()));
+    assert!(from_engineering(I64, -9_223_372_036_854_775_808.0, 1.0, 0.0).is_ok());
+    assert!(from_engineering(I64, 9_223_372_036_854_775_808.0, 1.0, 0.0).is_err());
+    assert_eq!(from_engineering(F64, 0.1, 1.0, 0.0), Ok(Raw::F64(0.1)));
+    assert!(from_engineering(F64, 1e308, 0.1, 0.0).is_err());
+}
+
+/// "AB" = 0x4142, "CD" = 0x4344; BADC stores "BA" in the first register.
+#[test]
+fn strings_decode_in_both_byte_orders() {
+    let name = Point {
+        length: 4,
+        ..Point::new("name", RegisterKind::Holding, 0, DataType::String)
+    };
+    assert_eq!(
+        decode_point(&name, &[0x4142, 0x4344, 0x4500, 0x4647]),
+        Ok(Value::Text("ABCDE".into())),
+        "ends at the first NUL"
+    );
+    let swapped = Point {
+        order: Badc,
+        ..name.clone()
+    };
+    assert_eq!(
+        decode_point(&swapped, &[0x4241, 0x4443, 0x2045, 0x2020]),
+        Ok(Value::Text("ABCDE".into())),
+        "trailing spaces dropped"
+    );
+    assert_eq!(
+        decode_point(&name, &[0x4142, 0xFF00, 0, 0]),
+        Ok(Value::Text("AB\u{FFFD}".into())),
+        "bytes that are not UTF-8 are replaced"
+    );
+    assert_eq!(
+        decode_point(&name, &[0, 0, 0, 0]),
+        Ok(Value::Text(String::new()))
+    );
+    assert!(matches!(
+        decode_point(&name, &[0x4142]),
+        Err(CodecError::WrongLength {
+            expected: 4,
+            got: 1,
+            ..
+        })
+    ));
+    assert!(encode_point(&name, 1.0).is_err());
+}
+
+#[test]
+fn bits_and_single_bits_of_a_register() {
+    // 0x8005: bits 0, 2 and 15 set
+    let status = Point::new("status", RegisterKind::Input, 0, DataType::Bits);
+    let Ok(Value::Array(bits)) = decode_point(&status, &[0x8005]) else {
+        panic!("bits decode to an array");
+    };
+    let set: Vec<usize> = (0..16).filter(|&i| bits[i] == Value::Bool(true)).collect();
+    assert_eq!((bits.len(), set), (16, vec![0, 2, 15]));
+    for (bit, want) in [(0, true), (1, false), (2, true), (15, true)] {
+        let p = Point {
+            bit: Some(bit),
+            ..Point::new("b", RegisterKind::Holding, 0, Bool)
+        };
+        assert_eq!(
+            decode_point(&p, &[0x8005]),
+            Ok(Value::Bool(want)),
+            "bit {bit}"
+        );
+        assert!(encode_point(&p, 1.0).is_err());
+    }
+}
+
+#[test]
+fn arrays_decode_each_element() {
+    let table = Point {
+        count: 3,
+        scale: 0.1,
+        ..Point::new("t", RegisterKind::Holding, 0, I16)
+    };
+    assert_eq!(table.width(), 3);
+    assert_eq!(
+        decode_point(&table, &[215, 0xFFFF, 0]),
+        Ok(Value::Array(vec![
+            Value::Float(21.5),
+            Value::Float(-0.1),
+            Value::Float(0.0)
+        ]))
+    );
+    let floats = Point {
+        count: 2,
+        order: Cdab,
+        ..Point::new("f", RegisterKind::Input, 0, F32)
+    };
+    assert_eq!(
+        decode_point(&floats, &[0x0000, 0x41AC, 0x0000, 0xC1AC]).map(|v| v.to_json()),
+        Ok(serde_json::json!([21.5, -21.5]))
+    );
+    let coils = Point {
+        count: 3,
+        ..Point::new("c", RegisterKind::Coil, 0, Bool)
+    };
+    assert_eq!(
+        decode_bits(&coils, &[true, false, true]).to_json(),
+        serde_json::json!([true, false, true])
+    );
+    assert_eq!(
+        decode_bits(&Point::new("c", RegisterKind::Coil, 0, Bool), &[true]),
+        Value::Bool(true)
+    );
+    assert!(encode_point(&table, 1.0).is_err());
+}
+
+proptest! {
+    #[test]
+    fn sixty_four_bit_integers_round_trip_with_the_identity_scale(
+        raw in prop_oneof![any::<u64>().prop_map(Raw::U64), any::<i64>().prop_map(Raw::I64)],
+        order in any_order(),
+    ) {
+        let words = raw_to_words(raw, order);
+        prop_assert_eq!(words.len(), 4);
+        let value = to_engineering(words_to_raw(raw.data_type(), order, &words)?, 1.0, 0.0);
+        let exact = match (raw, value) {
+            (Raw::U64(u), Value::Int(i)) => u64::try_from(i).ok() == Some(u),
+            (Raw::U64(u), Value::UInt(v)) => u == v && u > i64::MAX as u64,
+            (Raw::I64(i), Value::Int(j)) => i == j,
+            _ => false,
+        };
+        prop_assert!(exact, "{:?} → {:04X?}", raw, words);
+    }
+
+    #[test]
+    fn ascii_strings_round_trip(text in "[ -~]{0,16}", swapped: bool) {
+        // the device stores the text padded with NULs
+        let order = if swapped { Badc } else { Abcd };
+        let mut bytes = text.clone().into_bytes();
+        bytes.resize(16, 0);
+        let words: Vec<u16> = bytes
+            .chunks(2)
+            .map(|c| byte_order(order, u16::from_be_bytes([c[0], c[1]])))
+            .collect();
+        prop_assert_eq!(decode_text(order, &words), text.trim_end_matches(' '));
     }
 }

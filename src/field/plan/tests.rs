@@ -1,22 +1,10 @@
 use super::*;
-use crate::config::{DataType, WordOrder, Writable};
+use crate::config::DataType;
 use proptest::prelude::*;
 use RegisterKind::{Coil, Discrete, Holding, Input};
 
 fn pt(kind: RegisterKind, address: u16, data_type: DataType) -> Point {
-    Point {
-        name: format!("{kind}{address}"),
-        kind,
-        address,
-        data_type,
-        order: WordOrder::Abcd,
-        scale: 1.0,
-        offset: 0.0,
-        unit: None,
-        deadband: 0.0,
-        heartbeat: None,
-        writable: Writable::No,
-    }
+    Point::new(&format!("{kind}{address}"), kind, address, data_type)
 }
 
 fn u16_at(address: u16) -> Point {
@@ -324,7 +312,16 @@ fn optimum_by_partitions(points: &[Point], limits: &Limits) -> usize {
 
 fn any_point() -> impl Strategy<Value = Point> {
     let kind = proptest::sample::select(RegisterKind::ALL.to_vec());
-    let data_type = proptest::sample::select(DataType::ALL.to_vec());
+    // at most 2 wide: then even overlapping points keep the ends monotone (see `plan`'s doc)
+    let data_type = proptest::sample::select(vec![
+        DataType::Bool,
+        DataType::U16,
+        DataType::I16,
+        DataType::U32,
+        DataType::I32,
+        DataType::F32,
+        DataType::Bits,
+    ]);
     let address = prop_oneof![
         4 => 0u16..300,
         // dense: overlaps and adjacency
@@ -414,6 +411,71 @@ proptest! {
     }
 
     #[test]
+    fn wide_points_that_do_not_overlap_plan_minimally(
+        layout in proptest::collection::vec((0u16..6, 0u8..8, any::<bool>()), 0..=7),
+        kind in proptest::sample::select(vec![Holding, Coil]),
+        limits in any_limits(),
+    ) {
+        // laid end to end: a gap, then a point of width 1..=8 (arrays, strings, 64-bit), or
+        // two single-bit points of one register
+        let mut points = Vec::new();
+        let mut next = 0u16;
+        for (gap, width, bits) in layout {
+            let address = next + gap;
+            if bits && kind == Holding {
+                for bit in [0u8, 9] {
+                    points.push(Point { bit: Some(bit), ..pt(Holding, address, DataType::Bool) });
+                }
+                next = address + 1;
+            } else {
+                let width = u16::from(width) + 1;
+                let p = match (kind, width % 3) {
+                    (Coil, _) => Point { count: width, ..pt(Coil, address, DataType::Bool) },
+                    (_, 0) => Point { length: width, ..pt(Holding, address, DataType::String) },
+                    (_, 1) => Point { count: width, ..pt(Holding, address, DataType::U16) },
+                    _ if width >= 4 => pt(Holding, address, DataType::U64),
+                    _ => Point { count: width, ..pt(Holding, address, DataType::Bits) },
+                };
+                next = address + p.width();
+                points.push(p);
+            }
+        }
+        let reads = plan(&points, &limits);
+        check_plan(&points, &limits, &reads)?;
+        prop_assert_eq!(reads.len(), optimum_by_runs(&points, &limits));
+        prop_assert_eq!(reads.len(), optimum_by_partitions(&points, &limits));
+    }
+
+    #[test]
+    fn splits_keep_every_point_once_and_stay_inside(
+        addresses in proptest::collection::btree_set(0u16..200, 2..20),
+        wide in any::<bool>(),
+    ) {
+        let points: Vec<Point> = addresses
+            .iter()
+            .map(|&a| if wide { pt(Holding, a * 2, DataType::F32) } else { u16_at(a) })
+            .collect();
+        let reads = plan(&points, &Limits::with_gap(300));
+        for r in &reads {
+            if let Some((a, b)) = split(r, &points) {
+                prop_assert!(!a.points.is_empty() && !b.points.is_empty());
+                let mut all = a.points.clone();
+                all.extend(&b.points);
+                prop_assert_eq!(&all, &r.points);
+                for half in [&a, &b] {
+                    prop_assert!(half.address >= r.address && half.end() <= r.end());
+                    prop_assert!(half.count < r.count);
+                    for &i in &half.points {
+                        prop_assert!(half.range_of(&points[i]).is_some());
+                    }
+                }
+            } else {
+                prop_assert_eq!(r.points.len(), 1);
+            }
+        }
+    }
+
+    #[test]
     fn protocol_limits_hold_on_large_maps(
         addresses in proptest::collection::vec((0u16..3000, any::<bool>()), 0..60),
         max_gap in 0u16..40,
@@ -427,4 +489,79 @@ proptest! {
         check_plan(&points, &limits, &reads)?;
         prop_assert_eq!(reads.len(), optimum_by_runs(&points, &limits));
     }
+}
+
+#[test]
+fn split_cuts_at_the_largest_hole() {
+    // 0, 1, 2, [hole of 7], 10, 11: the refused block is cut at the hole
+    let points = [u16_at(0), u16_at(1), u16_at(2), u16_at(10), u16_at(11)];
+    let reads = plan(&points, &Limits::with_gap(16));
+    assert_eq!(reads, vec![read(Holding, 0, 12, &[0, 1, 2, 3, 4])]);
+    let (a, b) = split(&reads[0], &points).expect("splits");
+    assert_eq!(a, read(Holding, 0, 3, &[0, 1, 2]));
+    assert_eq!(b, read(Holding, 10, 2, &[3, 4]));
+    // no hole: the middle
+    let (a, b) = split(&a, &points).expect("splits");
+    assert_eq!(
+        (a, b),
+        (read(Holding, 0, 1, &[0]), read(Holding, 1, 2, &[1, 2]))
+    );
+    // a single point, or bits of one register, cannot be split
+    assert_eq!(split(&read(Holding, 0, 1, &[0]), &points), None);
+    let bits = [
+        Point {
+            bit: Some(1),
+            ..u16_at(5)
+        },
+        Point {
+            bit: Some(2),
+            ..u16_at(5)
+        },
+    ];
+    assert_eq!(split(&read(Holding, 5, 1, &[0, 1]), &bits), None);
+}
+
+#[test]
+fn classes_group_points_by_poll_interval() {
+    use std::time::Duration;
+    let fast = Duration::from_millis(100);
+    let device = crate::config::Device {
+        name: "d".into(),
+        transport: crate::config::Transport::Tcp(crate::config::HostPort {
+            host: "h".into(),
+            port: 502,
+        }),
+        unit: 1,
+        poll: Duration::from_secs(1),
+        timeout: Duration::from_secs(1),
+        heartbeat: Duration::from_secs(60),
+        max_gap: 16,
+        address_base: 0,
+        points: vec![
+            u16_at(0),
+            Point {
+                poll: Some(fast),
+                ..u16_at(1)
+            },
+            u16_at(2),
+            Point {
+                poll: Some(fast),
+                ..u16_at(3)
+            },
+        ],
+    };
+    let classes = classes(&device);
+    assert_eq!(
+        classes,
+        vec![
+            Class {
+                interval: fast,
+                reads: vec![read(Holding, 1, 3, &[1, 3])]
+            },
+            Class {
+                interval: Duration::from_secs(1),
+                reads: vec![read(Holding, 0, 3, &[0, 2])]
+            },
+        ]
+    );
 }

@@ -1,0 +1,92 @@
+//! The way other modules reach a device: [`DeviceHandle`], one per configured device, whose
+//! requests go to the task of the line (connection or bus) that serves the device.
+//!
+//! Invariant: a write to a device that is offline (its line is down, or its breaker is open)
+//! fails at once with [`WriteError::Offline`]; a command is never held to be executed minutes
+//! later.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::codec::Value;
+use super::link::{Exception, WriteData};
+
+/// Why a write did not happen (or its result is unknown).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WriteError {
+    #[error("device is offline: {0}")]
+    Offline(String),
+    #[error("device refused the write: {0}")]
+    Refused(Exception),
+    #[error("write sent but the read-back was refused: {0}")]
+    ReadBackRefused(Exception),
+    #[error("link failed during the write: {0}")]
+    Link(String),
+    #[error("read-back could not be decoded: {0}")]
+    Decode(String),
+    #[error("the device task has stopped")]
+    Stopped,
+}
+
+impl WriteError {
+    /// Machine-readable code for command results.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Offline(_) => "device_offline",
+            Self::Refused(_) => "device_exception",
+            Self::ReadBackRefused(_) => "readback_failed",
+            Self::Link(_) => "link_error",
+            Self::Decode(_) => "readback_failed",
+            Self::Stopped => "shutting_down",
+        }
+    }
+}
+
+/// A request to a line task on behalf of one of its devices.
+#[derive(Debug)]
+pub(super) enum Request {
+    Write {
+        /// Index of the device among the line's slaves.
+        slave: usize,
+        /// Index of the point in the device's point map.
+        point: usize,
+        data: WriteData,
+        reply: oneshot::Sender<Result<Value, WriteError>>,
+    },
+}
+
+/// The way to reach one device through the task of its line.
+#[derive(Clone, Debug)]
+pub struct DeviceHandle {
+    pub(super) tx: mpsc::Sender<Request>,
+    pub(super) slave: usize,
+    pub(super) online: Arc<AtomicBool>,
+}
+
+impl DeviceHandle {
+    /// Writes `data` to point `point` (index in the device's point list), reads it back and
+    /// returns the value read back (already published on the state topic).
+    pub async fn write(&self, point: usize, data: WriteData) -> Result<Value, WriteError> {
+        if !self.online.load(Ordering::Acquire) {
+            return Err(WriteError::Offline("not connected".into()));
+        }
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Write {
+                slave: self.slave,
+                point,
+                data,
+                reply,
+            })
+            .await
+            .map_err(|_| WriteError::Stopped)?;
+        rx.await.map_err(|_| WriteError::Stopped)?
+    }
+
+    /// Whether the device is reachable right now (its line is up and it answers).
+    pub fn is_online(&self) -> bool {
+        self.online.load(Ordering::Acquire)
+    }
+}
