@@ -902,4 +902,171 @@ uplink:
         let text = format!("{MINIMAL}broker:\n  listeners: []\nuplink:\n");
         assert_eq!(parse(&text, &origin()).expect("valid").uplink, None);
     }
+
+    #[test]
+    fn buses_groups_and_the_new_point_keys_decode() {
+        let text = "\
+site: plant1
+modbus: {max_connections_per_host: 2}
+buses:
+  - {name: rs485-1, port: /dev/ttyUSB0, baud: 9600, parity: none, stop_bits: 2}
+  - {name: rs485-2, port: /dev/ttyS1, data_bits: 7, inter_frame_delay: 5ms}
+devices:
+  - name: meter
+    bus: rs485-1
+    unit: 3
+    address_base: 1
+    poll: 2s
+    points:
+      - {name: energy, kind: input, address: 1, type: u64, order: GHEFCDAB}
+      - {name: serial, address: 30101, type: string, length: 8, order: badc}
+      - {name: alarm, kind: holding, address: 5, bit: 3}
+      - {name: phases, kind: input, address: 10, type: f64, count: 3, deadband: 2%}
+      - {name: leds, address: \"010001\", count: 8}
+      - {name: big, address: 465536}
+    groups:
+      - poll: 100ms
+        heartbeat: 5s
+        points:
+          - {name: flow, kind: input, address: 50, type: f32}
+          - {name: rare, kind: input, address: 60, poll: 10s}
+  - {name: pump, bus: rs485-2, points: [{name: run, kind: coil, address: 0}]}
+";
+        let config = parse(text, &origin()).expect("valid");
+        assert_eq!(config.modbus.max_connections_per_host, 2);
+        assert_eq!(config.buses.len(), 2);
+        let b = &config.buses[0];
+        assert_eq!(
+            (
+                b.baud,
+                b.parity,
+                b.data_bits,
+                b.stop_bits,
+                b.inter_frame_delay
+            ),
+            (9600, Parity::None, 8, 2, None)
+        );
+        let b2 = &config.buses[1];
+        assert_eq!(
+            (b2.baud, b2.parity, b2.data_bits, b2.stop_bits),
+            (DEFAULT_BAUD, DEFAULT_PARITY, 7, 1)
+        );
+        assert_eq!(b2.frame_delay(), Duration::from_millis(5));
+        let meter = &config.devices[0];
+        assert_eq!(meter.transport, Transport::Rtu(config.buses[0].clone()));
+        assert_eq!((meter.unit, meter.address_base), (3, 1));
+        let p = |name: &str| {
+            meter
+                .points
+                .iter()
+                .find(|p| p.name == name)
+                .unwrap_or_else(|| panic!("no point {name}"))
+        };
+        let energy = p("energy");
+        assert_eq!(
+            (energy.kind, energy.address, energy.data_type, energy.order),
+            (RegisterKind::Input, 0, DataType::U64, WordOrder::Cdab)
+        );
+        assert_eq!(energy.written_address.as_deref(), Some("1"));
+        let serial = p("serial");
+        assert_eq!(
+            (
+                serial.kind,
+                serial.address,
+                serial.length,
+                serial.order,
+                serial.width()
+            ),
+            (RegisterKind::Input, 100, 8, WordOrder::Badc, 8)
+        );
+        assert_eq!(serial.written_address.as_deref(), Some("30101"));
+        let alarm = p("alarm");
+        assert_eq!(
+            (alarm.address, alarm.bit, alarm.data_type, alarm.width()),
+            (4, Some(3), DataType::Bool, 1)
+        );
+        let phases = p("phases");
+        assert_eq!((phases.count, phases.width()), (3, 12));
+        assert_eq!(phases.deadband, Deadband::Percent(2.0));
+        let leds = p("leds");
+        assert_eq!(
+            (leds.kind, leds.address, leds.data_type, leds.width()),
+            (RegisterKind::Coil, 10_000, DataType::Bool, 8)
+        );
+        assert_eq!(
+            (p("big").kind, p("big").address),
+            (RegisterKind::Holding, 65_535)
+        );
+        // group points come after `points`, with the group's poll and heartbeat
+        let names: Vec<&str> = meter.points.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["energy", "serial", "alarm", "phases", "leds", "big", "flow", "rare"]
+        );
+        assert_eq!(p("flow").poll, Some(Duration::from_millis(100)));
+        assert_eq!(p("flow").heartbeat, Some(Duration::from_secs(5)));
+        assert_eq!(
+            p("rare").poll,
+            Some(Duration::from_secs(10)),
+            "its own poll wins"
+        );
+        assert_eq!(p("energy").poll, None);
+        assert_eq!(meter.poll_of(p("energy")), Duration::from_secs(2));
+        assert_eq!(config.devices[1].unit, DEFAULT_UNIT);
+    }
+
+    #[test]
+    fn addresses_resolve_from_every_form() {
+        use super::{resolve_address, AddressInput};
+        use RegisterKind::{Coil, Discrete, Holding, Input};
+        let n = AddressInput::Number;
+        let q = |s: &str| AddressInput::Modicon(s.into());
+        let ok = |input: AddressInput, kind, base| {
+            resolve_address(&input, kind, base).map(|(k, a, w)| (k, a, w.is_some()))
+        };
+        // plain protocol addresses, 0- and 1-based
+        assert_eq!(ok(n(40001), Some(Holding), 0), Ok((Holding, 40001, false)));
+        assert_eq!(ok(n(1), Some(Input), 1), Ok((Input, 0, true)));
+        assert_eq!(ok(n(65536), Some(Input), 1), Ok((Input, 65535, true)));
+        // Modicon, 5 and 6 digits, without kind
+        assert_eq!(ok(n(1), None, 0), Ok((Coil, 0, true)));
+        assert_eq!(ok(n(9999), None, 0), Ok((Coil, 9998, true)));
+        assert_eq!(ok(n(10001), None, 0), Ok((Discrete, 0, true)));
+        assert_eq!(ok(n(30001), None, 0), Ok((Input, 0, true)));
+        assert_eq!(ok(n(40001), None, 1), Ok((Holding, 0, true)));
+        assert_eq!(ok(n(49999), None, 0), Ok((Holding, 9998, true)));
+        assert_eq!(ok(n(100001), None, 0), Ok((Discrete, 0, true)));
+        assert_eq!(ok(n(365536), None, 0), Ok((Input, 65535, true)));
+        assert_eq!(ok(n(400001), None, 0), Ok((Holding, 0, true)));
+        assert_eq!(ok(q("010001"), None, 0), Ok((Coil, 10000, true)));
+        assert_eq!(ok(q("065536"), None, 0), Ok((Coil, 65535, true)));
+        assert_eq!(ok(q("00001"), None, 0), Ok((Coil, 0, true)));
+        // a number too large to be plain, or a quoted form, with a matching kind
+        assert_eq!(ok(n(400100), Some(Holding), 0), Ok((Holding, 99, true)));
+        assert_eq!(ok(q("40100"), Some(Holding), 0), Ok((Holding, 99, true)));
+        for (input, kind, base, fragment) in [
+            (n(0), None, 0, "is not a Modicon address"),
+            (n(20001), None, 0, "is not a Modicon address"),
+            (n(40000), None, 0, "is not a Modicon address"),
+            (n(50001), None, 0, "is not a Modicon address"),
+            (n(165537), None, 0, "is not a Modicon address"),
+            (
+                n(400001),
+                Some(Input),
+                0,
+                "of the holding table, but `kind` is input",
+            ),
+            (
+                n(70000),
+                Some(Holding),
+                0,
+                "out of range; expected an integer from 0 to 65535",
+            ),
+            (n(0), Some(Holding), 1, "below 1"),
+            (q("20001"), Some(Holding), 0, "is not a Modicon address"),
+        ] {
+            let err = resolve_address(&input, kind, base).expect_err(fragment);
+            assert!(err.contains(fragment), "{input:?}: {err}");
+        }
+    }
 }

@@ -231,7 +231,11 @@ fn shape(cx: &mut Ctx, p: &Point) {
     }
     if p.data_type == DataType::String {
         if p.length == 0 {
-            cx.error("a string point needs `length`: its size in registers (2 characters each)");
+            cx.at_key("type", |cx| {
+                cx.error(
+                    "a string point needs `length`: its size in registers (2 characters each)",
+                );
+            });
         }
         if p.count > 1 {
             cx.at_key("count", |cx| {
@@ -603,7 +607,94 @@ devices:
             case("bind not an address",
                 with_tail("broker: {listeners: [{bind: \"localhost:1883\"}]}\n"), 1,
                 "7:29: broker.listeners[0].bind: `localhost:1883` is not an IP address and port"),
+            // the point map
+            case("bit out of range", with_point("{name: t, kind: holding, address: 1, bit: 16}"), 1,
+                "6:51: devices[0].points[0].bit: `16` is out of range; expected an integer from 0 to 15"),
+            case("bit of a coil", with_point("{name: t, kind: coil, address: 1, bit: 3}"), 1,
+                "6:48: devices[0].points[0].bit: `bit` selects a bit of a register; a coil point is a single"),
+            case("bit with a non-bool type",
+                with_point("{name: t, kind: holding, address: 1, type: u16, bit: 3}"), 1,
+                "6:52: devices[0].points[0].type: a point with `bit: 3` is a bool; remove `type: u16` or `bit`"),
+            case("same bit twice",
+                with_point("{name: a, kind: input, address: 7, bit: 3}\n      - {name: b, kind: input, address: 7, bit: 3}"), 1,
+                "7:41: devices[0].points[1].address: input 7 bit 3 overlaps point `a` (input 7 bit 3)"),
+            case("string without length", with_point("{name: t, kind: holding, address: 1, type: string}"), 1,
+                "6:52: devices[0].points[0].type: a string point needs `length`: its size in registers (2"),
+            case("length on a number", with_point("{name: t, kind: holding, address: 1, length: 4}"), 1,
+                "6:54: devices[0].points[0].length: `length` is the size of a string; this point is of type"),
+            case("string in word order",
+                with_point("{name: t, kind: input, address: 1, type: string, length: 4, order: CDAB}"), 1,
+                "6:76: devices[0].points[0].order: `CDAB` does not apply to a string; expected ABCD (first"),
+            case("count zero", with_point("{name: t, kind: holding, address: 1, count: 0}"), 1,
+                "6:53: devices[0].points[0].count: `0` is out of range; expected an integer from 1 to 2000"),
+            case("array wider than a read",
+                with_point("{name: t, kind: input, address: 0, type: f32, count: 100}"), 1,
+                "6:62: devices[0].points[0].count: the point takes 200 registers, more than one read can fetch"),
+            case("writable array",
+                with_point("{name: t, kind: holding, address: 0, count: 2, writable: true}"), 1,
+                "6:66: devices[0].points[0].writable: an array point cannot be writable: commands write single"),
+            case("writable string",
+                with_point("{name: t, kind: holding, address: 0, type: string, length: 2, writable: true}"), 1,
+                "6:81: devices[0].points[0].writable: a string point cannot be writable: commands write single"),
+            case("bad deadband", with_point("{name: t, kind: holding, address: 1, deadband: lots}"), 1,
+                "6:56: devices[0].points[0].deadband: `lots` is not a deadband; expected a number ≥ 0 or a"),
+            case("negative percent deadband", with_point("{name: t, kind: holding, address: 1, deadband: -2%}"), 1,
+                "6:56: devices[0].points[0].deadband: `-2%` is not a deadband; expected a number ≥ 0 or a"),
+            case("address_base 2", with_device_key("address_base: 2"), 1,
+                "5:19: devices[0].address_base: `2` is out of range; expected an integer from 0 to 1"),
+            case("address 0 counted from 1",
+                with_device_key("address_base: 1").replace("address: 1}", "address: 0}"), 1,
+                "7:40: devices[0].points[0].address: address 0 is below 1: this device counts addresses from 1"),
+            case("not a Modicon address", with_point("{name: t, address: 25000}"), 1,
+                "6:28: devices[0].points[0].address: `25000` is not a Modicon address, and the point has no"),
+            case("Modicon address of another table", with_point("{name: t, kind: input, address: 400001}"), 1,
+                "6:41: devices[0].points[0].address: `400001` is a Modicon address of the holding table, but"),
+            case("point poll too short", with_point("{name: t, kind: coil, address: 1, poll: 1ms}"), 1,
+                "6:49: devices[0].points[0].poll: `1ms` is too short; poll must be at least 10ms"),
+            case("group without poll",
+                HEAD.replace("    points:", "    groups:\n      - points: [{name: t, kind: coil, address: 1}]"), 1,
+                "6:9: devices[0].groups[0]: missing required key `poll`"),
+            case("duplicate name across a group",
+                with_tail("    groups:\n      - poll: 100ms\n        points: [{name: t, kind: coil, address: 9}]\n"), 1,
+                "9:25: devices[0].groups[0].points[0].name: duplicate point name `t`; already used by points[0]"),
+            case("overlap across a group",
+                with_tail("    groups:\n      - poll: 100ms\n        points: [{name: u, kind: holding, address: 1}]\n"), 1,
+                "9:52: devices[0].groups[0].points[0].address: holding 1 overlaps point `t` (holding 1)"),
+            // buses and transports
+            case("unknown bus", with_bus("bus: rs485-2", ""), 1,
+                "6:10: devices[0].bus: no bus named `rs485-2`; expected one of rs485-1"),
+            case("tcp and bus", with_bus("bus: rs485-1\n    tcp: \"10.0.0.1:502\"", ""), 1,
+                "6:5: devices[0].bus: a device has either `tcp` (Modbus TCP) or `bus` (Modbus RTU), not both"),
+            case("neither tcp nor bus", HEAD.replace("    tcp: \"10.0.0.1:502\"\n", "") + "      - {name: t, kind: coil, address: 1}\n", 1,
+                "3:5: devices[0]: missing required key `tcp` or `bus`: a device is reached over Modbus TCP"),
+            case("unit 0 on a bus", with_bus("bus: rs485-1\n    unit: 0", ""), 1,
+                "7:11: devices[0].unit: unit 0 is the broadcast address on a serial bus: no device answers it;"),
+            case("duplicate bus name", with_bus("bus: rs485-1", "  - {name: rs485-1, port: /dev/ttyUSB1}\n"), 1,
+                "3:12: buses[1].name: duplicate bus name `rs485-1`; already used by buses[0]"),
+            case("two buses on one port", with_bus("bus: rs485-1", "  - {name: rs485-2, port: /dev/ttyUSB0}\n"), 1,
+                "3:27: buses[1].port: serial port `/dev/ttyUSB0` is already used by buses[0]; one bus per port"),
+            case("bad parity", with_bus("bus: rs485-1", "").replace("port: /dev/ttyUSB0", "port: /dev/ttyUSB0, parity: mark"), 1,
+                "2:49: buses[0].parity: `mark` is not a parity; expected one of none, even, odd"),
+            case("data bits 9", with_bus("bus: rs485-1", "").replace("port: /dev/ttyUSB0", "port: /dev/ttyUSB0, data_bits: 9"), 1,
+                "2:52: buses[0].data_bits: `9` is out of range; expected an integer from 7 to 8"),
+            case("stop bits 3", with_bus("bus: rs485-1", "").replace("port: /dev/ttyUSB0", "port: /dev/ttyUSB0, stop_bits: 3"), 1,
+                "2:52: buses[0].stop_bits: `3` is out of range; expected an integer from 1 to 2"),
+            case("inter-frame delay too long", with_bus("bus: rs485-1", "").replace("port: /dev/ttyUSB0", "port: /dev/ttyUSB0, inter_frame_delay: 2s"), 1,
+                "2:60: buses[0].inter_frame_delay: `2s` is too long; inter_frame_delay must be at most 1s"),
+            case("too many connections to one host",
+                format!("modbus: {{max_connections_per_host: 1}}\n{}", with_tail(concat!("  - name: m\n    tcp: \"10.0.0.1:503\"\n",
+                    "    points: [{name: t, kind: coil, address: 1}]\n"))), 1,
+                "9:10: devices[1].tcp: `10.0.0.1:503` would be connection 2 to host 10.0.0.1, above"),
         ]
+    }
+
+    /// A device on bus `rs485-1` (`/dev/ttyUSB0`, defined first, lines 1-3; `extra` buses
+    /// follow); `device_keys` replace the device's `tcp` line.
+    fn with_bus(device_keys: &str, extra: &str) -> String {
+        let head = HEAD.replace("    tcp: \"10.0.0.1:502\"", &format!("    {device_keys}"));
+        format!(
+            "buses:\n  - {{name: rs485-1, port: /dev/ttyUSB0}}\n{extra}{head}      - {{name: t, kind: coil, address: 1}}\n"
+        )
     }
 
     #[test]
