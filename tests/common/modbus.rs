@@ -160,18 +160,7 @@ impl ModbusDevice {
             .expect("a temporary directory for the pty links");
         let device_end = dir.path().join("device");
         let client_end = dir.path().join("ferrule");
-        let pty = |path: &Path| format!("pty,raw,echo=0,link={}", path.display());
-        let socat = Proc::spawn(
-            "socat",
-            Command::new(program("socat", "FERRULE_SOCAT"))
-                .args(["-d", "-d"])
-                .arg(pty(&device_end))
-                .arg(pty(&client_end)),
-        );
-        socat.wait_for_line("starting data transfer loop", TIMEOUT);
-        poll_until("socat's pty links", TIMEOUT, || {
-            (device_end.exists() && client_end.exists()).then_some(())
-        });
+        let socat = spawn_socat(&device_end, &client_end);
         let mut device = ModbusDevice {
             units: units.to_vec(),
             link: Link::Rtu {
@@ -186,6 +175,47 @@ impl ModbusDevice {
         };
         device.launch();
         device
+    }
+
+    /// Pulls the plug of an RTU line, as when a USB serial adapter is unplugged: the fixture
+    /// and socat stop and both pty links disappear (a client that has the port open gets I/O
+    /// errors, and cannot open the path again). Panics for a TCP device.
+    pub fn unplug(&mut self) {
+        let Link::Rtu {
+            socat,
+            client,
+            device,
+            ..
+        } = &mut self.link
+        else {
+            panic!("only an RTU line can be unplugged; use stop() for a TCP device");
+        };
+        if let Some(mut control) = lock(&self.control).take() {
+            control.proc.kill();
+        }
+        // On SIGTERM socat removes its links.
+        socat.signal("TERM");
+        socat.wait_exit(TIMEOUT);
+        poll_until("socat's pty links to disappear", TIMEOUT, || {
+            (!client.exists() && !device.exists()).then_some(())
+        });
+    }
+
+    /// Plugs an unplugged RTU line back in: new ptys behind the same two paths, the fixture
+    /// serving the same units again (all cells zero, no fault rules).
+    pub fn plug_in(&mut self) {
+        let Link::Rtu {
+            socat,
+            client,
+            device,
+            ..
+        } = &mut self.link
+        else {
+            panic!("only an RTU line can be plugged in");
+        };
+        assert!(!socat.is_running(), "the line is still plugged in");
+        *socat = spawn_socat(device, client);
+        self.launch();
     }
 
     /// The TCP port (panics for an RTU device).
@@ -548,6 +578,24 @@ impl Control {
             }
         }
     }
+}
+
+/// socat joining two ptys, linked at `device_end` (the fixture's) and `client_end` (ferrule's),
+/// once both links exist.
+fn spawn_socat(device_end: &Path, client_end: &Path) -> Proc {
+    let pty = |path: &Path| format!("pty,raw,echo=0,link={}", path.display());
+    let socat = Proc::spawn(
+        "socat",
+        Command::new(program("socat", "FERRULE_SOCAT"))
+            .args(["-d", "-d"])
+            .arg(pty(device_end))
+            .arg(pty(client_end)),
+    );
+    socat.wait_for_line("starting data transfer loop", TIMEOUT);
+    poll_until("socat's pty links", TIMEOUT, || {
+        (device_end.exists() && client_end.exists()).then_some(())
+    });
+    socat
 }
 
 fn join(values: impl Iterator<Item = impl ToString>) -> String {
