@@ -225,5 +225,4 @@ fn an_unplugged_serial_adapter_is_reopened_when_it_comes_back() {
         m.topic == "rtu/meter/a" && m.json()["value"] == json!(41)
     });
     assert!(states.count() > n);
-    assert!(states.count() > n);
 }
