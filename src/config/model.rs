@@ -3,8 +3,9 @@
 //! Invariants (established by [`super::load()`] and checked by the `validate` module):
 //! - every name (`site`, devices, points) is a valid MQTT topic level;
 //! - device names are unique, point names are unique within their device;
-//! - the registers of two points of one device never overlap, except single-bit points
-//!   (`bit`) reading different bits of one register;
+//! - the registers of two points of one device never overlap, except that single-bit points
+//!   (`bit`) may read different bits of one register, which a one-register point (`u16`,
+//!   `bits`...) may read whole as well;
 //! - every point fits in the 16-bit Modbus address space and in one read request (125 registers,
 //!   2000 bits); addresses are 0-based protocol addresses whatever the file wrote (`address_base:
 //!   1`, Modicon `40001`);

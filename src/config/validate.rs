@@ -117,14 +117,19 @@ pub fn points(cx: &mut Ctx, points: &[PointAt<'_>]) {
     }
 }
 
-/// Two points overlap when they share a register or bit; single-bit points of one register
-/// overlap only when they read the same bit.
+/// Two points overlap when they share a register or bit, except that a single-bit point may
+/// share its register with other single-bit points (of other bits) and with one-register
+/// points (`u16`, `bits`...) of exactly that register. (Never with a point wider than the
+/// register: the planner's optimality rests on spans being disjoint or equal.)
 fn overlaps(a: &Point, b: &Point) -> bool {
     let shared =
         a.kind == b.kind && u32::from(a.address) < b.end() && u32::from(b.address) < a.end();
+    let one_register = |p: &Point| p.end() - u32::from(p.address) == 1;
     match (a.bit, b.bit) {
         (Some(x), Some(y)) => shared && x == y,
-        _ => shared,
+        (Some(_), None) => shared && !one_register(b),
+        (None, Some(_)) => shared && !one_register(a),
+        (None, None) => shared,
     }
 }
 
@@ -618,6 +623,9 @@ devices:
             case("same bit twice",
                 with_point("{name: a, kind: input, address: 7, bit: 3}\n      - {name: b, kind: input, address: 7, bit: 3}"), 1,
                 "7:41: devices[0].points[1].address: input 7 bit 3 overlaps point `a` (input 7 bit 3)"),
+            case("bit inside a wider point",
+                with_point("{name: a, kind: input, address: 7, type: u32}\n      - {name: b, kind: input, address: 8, bit: 3}"), 1,
+                "7:41: devices[0].points[1].address: input 8 bit 3 overlaps point `a` (input 7..8)"),
             case("string without length", with_point("{name: t, kind: holding, address: 1, type: string}"), 1,
                 "6:52: devices[0].points[0].type: a string point needs `length`: its size in registers (2"),
             case("length on a number", with_point("{name: t, kind: holding, address: 1, length: 4}"), 1,

@@ -590,10 +590,16 @@ fn splittable(exc: Exception) -> bool {
 }
 
 fn refusal(read: &Read, exc: Exception) -> String {
-    format!(
-        "device refused the read of {} {}..{}: {exc}",
-        read.kind,
-        read.address,
-        read.end() - 1
-    )
+    let last = read.end() - 1;
+    if u32::from(read.address) == last {
+        format!(
+            "device refused the read of {} {}: {exc}",
+            read.kind, read.address
+        )
+    } else {
+        format!(
+            "device refused the read of {} {}..{last}: {exc}",
+            read.kind, read.address
+        )
+    }
 }
