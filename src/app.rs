@@ -18,7 +18,7 @@ use tracing::{info, warn, Instrument};
 
 use crate::broker::{Broker, Message, NoTap, Tap};
 use crate::command::{self, Target};
-use crate::config::{Config, Qos};
+use crate::config::{Config, Device, Qos};
 use crate::store::Queue;
 use crate::topics::Topics;
 use crate::uplink::{Forwarder, UplinkTask};
@@ -31,7 +31,7 @@ const COMMAND_BACKLOG: usize = 1024;
 /// Runs the agent until `shutdown` resolves, then drains. Errors are start-up failures
 /// (listener in use, queue unreadable, TLS material missing); everything after start-up is
 /// retried and logged, never fatal.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let topics = Topics::new(&config.site);
 
     let queue = match &config.uplink {
@@ -83,19 +83,24 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let field_cancel = CancellationToken::new();
     let field = TaskTracker::new();
     // One task per line (TCP host:port or serial bus); one handle per device, in config order.
+    // The field and command sides share one copy of each device's point map.
+    let devices: Vec<Arc<Device>> = std::mem::take(&mut config.devices)
+        .into_iter()
+        .map(Arc::new)
+        .collect();
     let handles = crate::field::spawn(
-        &config,
+        &devices,
+        &config.modbus,
         &topics,
         broker.clone(),
         field_cancel.clone(),
         &field,
     );
-    let targets: Vec<Target> = config
-        .devices
+    let targets: Vec<Target> = devices
         .iter()
         .zip(handles)
         .map(|(device, handle)| Target {
-            device: Arc::new(device.clone()),
+            device: device.clone(),
             handle,
         })
         .collect();
@@ -112,7 +117,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
 
     info!(
         site = %config.site,
-        devices = config.devices.len(),
+        devices = devices.len(),
         buses = config.buses.len(),
         uplink = config.uplink.as_ref().map_or_else(|| "off".to_owned(), |u| u.url.to_string()),
         "ferrule running"

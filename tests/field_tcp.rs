@@ -48,7 +48,7 @@ fn every_type_order_and_address_form_decodes_as_documented() {
     device.set_input(1, 10, &[215, (-5i16) as u16, 0]);
     // Modicon 40201 = holding 200; 1-based device: address 301 = holding 300
     device.set_holding(1, 200, &[4242]);
-    device.set_holding(1, 300, &[0x4049, 0x0FDB]);
+    device.set_holding(1, 300, &[0x4020, 0x0000]);
     device.set_coils(1, 20, &[true, false, true]);
     let devices = "  - name: d
     tcp: ADDR
@@ -68,7 +68,7 @@ fn every_type_order_and_address_form_decodes_as_documented() {
     tcp: ADDR
     address_base: 1
     points:
-      - {name: pi, kind: holding, address: 301, type: f32}
+      - {name: gain, kind: holding, address: 301, type: f32}
 ";
     let path = Ferrule::write_config(dir.path(), &config(&device, devices));
     let agent = Ferrule::run(&path);
@@ -88,7 +88,7 @@ fn every_type_order_and_address_form_decodes_as_documented() {
     assert_eq!(value(&states, "f/d/temps"), json!([21.5, -0.5, 0.0]));
     assert_eq!(value(&states, "f/d/modicon"), json!(4242));
     assert_eq!(value(&states, "f/d/lamps"), json!([true, false, true]));
-    assert_eq!(value(&states, "f/one-based/pi"), json!(3.1415927));
+    assert_eq!(value(&states, "f/one-based/gain"), json!(2.5));
 
     // A change of one bit is published on its own point.
     device.set_input(1, 0, &[0x8007]);
@@ -131,8 +131,8 @@ fn units_behind_one_gateway_share_a_connection_that_comes_back() {
     let g1 = states
         .messages()
         .into_iter()
-        .filter(|m| m.topic == "f/g1/$state")
-        .last()
+        .rev()
+        .find(|m| m.topic == "f/g1/$state")
         .map(|m| m.text());
     assert_eq!(g1.as_deref(), Some("online"), "{}", agent.tail());
     assert_eq!(device.connections().open, 1, "still one connection");

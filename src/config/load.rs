@@ -380,7 +380,8 @@ devices:
     fn example_config_loads() {
         let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/example.yaml"));
         let config = load(path).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(config.devices.len(), 2);
+        assert_eq!(config.devices.len(), 3);
+        assert_eq!(config.buses.len(), 1);
         let uplink = config.uplink.expect("uplink");
         let configs = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/configs"));
         assert_eq!(uplink.queue.path, configs.join("queue.db"));

@@ -38,7 +38,7 @@ use tracing::Instrument;
 pub use handle::{DeviceHandle, WriteError};
 
 use crate::broker::Broker;
-use crate::config::{Config, Transport};
+use crate::config::{Device, ModbusSettings, Transport};
 use crate::topics::Topics;
 use poller::{Endpoint, Line};
 use slave::Slave;
@@ -47,10 +47,11 @@ use slave::Slave;
 const REQUEST_QUEUE: usize = 64;
 
 /// Starts one task per line (distinct `tcp` host:port, or bus) on the current runtime, serving
-/// the config's devices; they run until `cancel`. Returns one handle per device, in config
-/// order.
+/// `devices` (the config's, in order); they run until `cancel`. Returns one handle per device,
+/// in the same order.
 pub fn spawn(
-    config: &Config,
+    devices: &[Arc<Device>],
+    modbus: &ModbusSettings,
     topics: &Topics,
     broker: Arc<Broker>,
     cancel: CancellationToken,
@@ -59,16 +60,16 @@ pub fn spawn(
     // Lines in order of their first device; each lists its devices' indices.
     let mut lines: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     let mut first_of: HashMap<String, usize> = HashMap::new();
-    for (i, d) in config.devices.iter().enumerate() {
+    for (i, d) in devices.iter().enumerate() {
         let key = line_key(&d.transport);
         let first = *first_of.entry(key).or_insert(i);
         lines.entry(first).or_default().push(i);
     }
-    let cap = usize::from(config.modbus.max_connections_per_host);
+    let cap = usize::from(modbus.max_connections_per_host);
     let mut host_slots: HashMap<String, Arc<Semaphore>> = HashMap::new();
-    let mut handles: Vec<Option<DeviceHandle>> = vec![None; config.devices.len()];
+    let mut handles: Vec<Option<DeviceHandle>> = vec![None; devices.len()];
     for members in lines.values() {
-        let transport = &config.devices[members[0]].transport;
+        let transport = &devices[members[0]].transport;
         let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
         let shared = members.len() > 1;
         let label = line_key(transport);
@@ -76,7 +77,7 @@ pub fn spawn(
             .iter()
             .enumerate()
             .map(|(k, &i)| {
-                let slave = Slave::new(Arc::new(config.devices[i].clone()), topics, shared, &label);
+                let slave = Slave::new(devices[i].clone(), topics, shared, &label);
                 handles[i] = Some(DeviceHandle {
                     tx: tx.clone(),
                     slave: k,

@@ -4,7 +4,8 @@
 //! (slow sine waves, toggling bits) so a subscriber sees live values; writable points keep
 //! whatever a master wrote. Addresses outside the point map read as zero, like many devices
 //! with a flat register file. Invariant: the register contents change only under the bank's
-//! lock, so a multi-register value is never read half-updated.
+//! lock, so a multi-register value is never read half-updated. The bank counts the reads it
+//! answers, per unit and request ([`Bank::read_counts`]), for the poll-engine benchmark.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -52,7 +53,12 @@ struct Tables {
     discrete: BTreeMap<u16, bool>,
     holding: BTreeMap<u16, u16>,
     input: BTreeMap<u16, u16>,
+    /// Reads answered: (table, address, count) → how many.
+    reads: BTreeMap<(RegisterKind, u16, u16), u64>,
 }
+
+/// One kind of read a unit answered: table, first address, count.
+pub type ReadKey = (RegisterKind, u16, u16);
 
 impl Tables {
     fn bits(&self, kind: RegisterKind) -> &BTreeMap<u16, bool> {
@@ -170,8 +176,26 @@ impl Bank {
         )
     }
 
+    /// How many reads of each kind every unit has answered so far.
+    pub fn read_counts(&self) -> BTreeMap<u8, BTreeMap<ReadKey, u64>> {
+        self.units
+            .keys()
+            .filter_map(|&u| self.lock(u).map(|t| (u, t.reads.clone())))
+            .collect()
+    }
+
     fn answer(&self, unit: u8, request: Request<'_>) -> Result<Response, ExceptionCode> {
         let mut tables = self.lock(unit).ok_or(ExceptionCode::GatewayTargetDevice)?;
+        let read = match request {
+            Request::ReadCoils(a, n) => Some((RegisterKind::Coil, a, n)),
+            Request::ReadDiscreteInputs(a, n) => Some((RegisterKind::Discrete, a, n)),
+            Request::ReadHoldingRegisters(a, n) => Some((RegisterKind::Holding, a, n)),
+            Request::ReadInputRegisters(a, n) => Some((RegisterKind::Input, a, n)),
+            _ => None,
+        };
+        if let Some(key) = read {
+            *tables.reads.entry(key).or_default() += 1;
+        }
         match request {
             Request::ReadCoils(a, n) => Ok(Response::ReadCoils(read_bits(&tables.coils, a, n)?)),
             Request::ReadDiscreteInputs(a, n) => Ok(Response::ReadDiscreteInputs(read_bits(
@@ -317,9 +341,11 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, SimError> {
 
 /// Serves `bank` on `listener` until `cancel`; values move four times a second.
 pub async fn serve(listener: TcpListener, bank: Arc<Bank>, cancel: CancellationToken) {
-    if let Ok(addr) = listener.local_addr() {
-        info!(%addr, units = bank.units.len(), "simulator listening");
-    }
+    serve_all(vec![listener], bank, cancel).await;
+}
+
+/// Serves `bank` on every one of `listeners` (one register file, one clock) until `cancel`.
+pub async fn serve_all(listeners: Vec<TcpListener>, bank: Arc<Bank>, cancel: CancellationToken) {
     let ticker_bank = bank.clone();
     let ticker_cancel = cancel.clone();
     let ticker = tokio::spawn(async move {
@@ -332,6 +358,20 @@ pub async fn serve(listener: TcpListener, bank: Arc<Bank>, cancel: CancellationT
             }
         }
     });
+    let servers: Vec<_> = listeners
+        .into_iter()
+        .map(|listener| tokio::spawn(serve_one(listener, bank.clone(), cancel.clone())))
+        .collect();
+    for server in servers {
+        let _ = server.await;
+    }
+    ticker.abort();
+}
+
+async fn serve_one(listener: TcpListener, bank: Arc<Bank>, cancel: CancellationToken) {
+    if let Ok(addr) = listener.local_addr() {
+        info!(%addr, units = bank.units.len(), "simulator listening");
+    }
     let server = Server::new(listener);
     let on_connected = |stream, _addr| {
         let handler = Handler { bank: bank.clone() };
@@ -349,5 +389,4 @@ pub async fn serve(listener: TcpListener, bank: Arc<Bank>, cancel: CancellationT
     {
         warn!(error = %e, "simulator stopped");
     }
-    ticker.abort();
 }
