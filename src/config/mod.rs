@@ -3,12 +3,14 @@
 //! - `model`    what a valid config means (the contract other modules code against)
 //! - `load`     file → text → YAML tree → [`Config`]: [`load()`], [`parse()`], [`Origin`]
 //! - `schema`   the keys of each section, required or defaulted
+//! - `address`  a point's `address` (plain, 1-based or Modicon) → table and protocol address
 //! - `decode`   the toolkit that decodes a YAML tree collecting every problem
 //! - `scalar`   decoding of each scalar type (durations, addresses, enums...)
 //! - `validate` the rules across fields and items (names, overlaps, ranges)
 //! - `locate`   line and column of a node, from its path
 //! - `error`    [`ConfigError`] and [`Diagnostic`]
 
+mod address;
 mod decode;
 mod error;
 mod load;

@@ -241,42 +241,6 @@ impl Decode for Parity {
     }
 }
 
-/// `address`: as written, before it is resolved against the point's `kind` and the device's
-/// `address_base` (see `schema::resolve_address`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AddressInput {
-    /// A plain integer.
-    Number(u32),
-    /// A quoted Modicon address of 5 or 6 digits (`"010001"` keeps its leading zero).
-    Modicon(String),
-}
-
-impl Decode for AddressInput {
-    fn decode(cx: &mut Ctx, node: &Value) -> Option<Self> {
-        const ALLOWED: &str = "an integer from 0 to 65535";
-        match node {
-            Value::String(s)
-                if (s.len() == 5 || s.len() == 6) && s.bytes().all(|b| b.is_ascii_digit()) =>
-            {
-                Some(AddressInput::Modicon(s.clone()))
-            }
-            Value::Number(n) if !n.is_f64() => match n.as_i64() {
-                Some(i) if (0..=465_536).contains(&i) => {
-                    u32::try_from(i).ok().map(AddressInput::Number)
-                }
-                _ => {
-                    cx.error(format!("`{n}` is out of range; expected {ALLOWED}"));
-                    None
-                }
-            },
-            _ => {
-                cx.error(expected(ALLOWED, node));
-                None
-            }
-        }
-    }
-}
-
 impl Decode for Duration {
     fn decode(cx: &mut Ctx, node: &Value) -> Option<Self> {
         let parsed = match node {
@@ -730,17 +694,7 @@ mod tests {
         assert!(decode::<BitIndex>("16")
             .expect_err("bit")
             .contains("from 0 to 15"));
-        assert_eq!(
-            decode::<AddressInput>("\"010001\""),
-            Ok(AddressInput::Modicon("010001".into()))
-        );
-        assert_eq!(
-            decode::<AddressInput>("400001"),
-            Ok(AddressInput::Number(400_001))
-        );
-        assert!(decode::<AddressInput>("\"7\"")
-            .expect_err("short string")
-            .contains("expected an integer from 0 to 65535, found the string `7`"));
+
         assert!(decode::<PathBuf>("\"\"")
             .expect_err("empty")
             .contains("path is empty"));
