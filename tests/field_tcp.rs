@@ -201,3 +201,48 @@ fn a_refused_part_of_a_merged_read_is_split_off_and_the_rest_keeps_its_values() 
     assert_eq!(count("device refused a merged read"), 1, "{}", agent.tail());
     assert_eq!(count("device refuses a point"), 1, "{}", agent.tail());
 }
+
+#[test]
+fn two_names_of_one_host_share_its_connection_slots() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut first = ModbusDevice::start(&[1]);
+    let mut second = ModbusDevice::start(&[1]);
+    first.set_holding(1, 0, &[1]);
+    second.set_holding(1, 0, &[2]);
+    // `127.1` is 127.0.0.1 too: check cannot see that, the running agent does.
+    let yaml = format!(
+        "site: f\nbroker:\n  listeners: [{{bind: \"127.0.0.1:0\"}}]\nmodbus: {{max_connections_per_host: 1}}\ndevices:\n  - {{name: a, tcp: \"127.0.0.1:{}\", poll: 100ms, points: [{{name: v, kind: holding, address: 0, writable: true}}]}}\n  - {{name: b, tcp: \"127.1:{}\", poll: 100ms, points: [{{name: v, kind: holding, address: 0, writable: true}}]}}\n",
+        first.port(),
+        second.port()
+    );
+    let path = Ferrule::write_config(dir.path(), &yaml);
+    let agent = Ferrule::run(&path);
+    let port = agent.listener_addr().port();
+    let states = mqtt::sub(port, "f/#");
+    agent.wait_for_line("every connection slot to the host is taken", WAIT);
+    // One of them got the slot; the other waits, offline, refusing commands at once.
+    let online = states.wait_for(WAIT, |m| {
+        m.topic.ends_with("$state") && m.text() == "online"
+    });
+    let (running, waiting) = if online.topic == "f/a/$state" {
+        (("a", &mut first), ("b", &mut second))
+    } else {
+        (("b", &mut second), ("a", &mut first))
+    };
+    assert_eq!(running.1.connections().open, 1);
+    assert_eq!(
+        waiting.1.connections().accepted,
+        0,
+        "never connected: {}",
+        agent.tail()
+    );
+    let results = mqtt::sub(port, "f/+/+/set/result");
+    mqtt::publish(port, &format!("f/{}/v/set", waiting.0), "1", 1);
+    let j = results.wait_for(WAIT, |_| true).json();
+    assert_eq!(j["code"], "device_offline", "{j}");
+    // The first device goes away: its slot is freed and the other one connects.
+    running.1.stop();
+    let topic = format!("f/{}/$state", waiting.0);
+    states.wait_for(WAIT, |m| m.topic == topic && m.text() == "online");
+    assert_eq!(waiting.1.connections().open, 1);
+}

@@ -13,6 +13,7 @@
 
 use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -148,15 +149,43 @@ impl fmt::Debug for Link {
 impl Link {
     /// Connects over Modbus TCP, resolving the host anew each time (DHCP, DNS changes).
     pub async fn connect_tcp(addr: &HostPort, timeout: Duration) -> Result<Link, LinkError> {
+        let addrs = Self::resolve(addr, timeout).await?;
+        Self::connect_resolved(addr, &addrs, timeout).await
+    }
+
+    /// The addresses of `addr`'s host (never empty), within `timeout`.
+    pub async fn resolve(addr: &HostPort, timeout: Duration) -> Result<Vec<SocketAddr>, LinkError> {
+        let text = addr.to_string();
+        let error = |source| LinkError::Resolve {
+            addr: text.clone(),
+            source,
+        };
+        let lookup = tokio::net::lookup_host((addr.host.as_str(), addr.port));
+        let addrs: Vec<SocketAddr> = tokio::time::timeout(timeout, lookup)
+            .await
+            .map_err(|_| {
+                error(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("timed out after {timeout:?}"),
+                ))
+            })?
+            .map_err(error)?
+            .collect();
+        if addrs.is_empty() {
+            return Err(error(io::Error::other("the host has no address")));
+        }
+        Ok(addrs)
+    }
+
+    /// Connects to the first of `addrs` (the resolved addresses of `addr`) that accepts.
+    pub async fn connect_resolved(
+        addr: &HostPort,
+        addrs: &[SocketAddr],
+        timeout: Duration,
+    ) -> Result<Link, LinkError> {
         let text = addr.to_string();
         let connect = async {
             let mut last = None;
-            let addrs = tokio::net::lookup_host((addr.host.as_str(), addr.port))
-                .await
-                .map_err(|source| LinkError::Resolve {
-                    addr: text.clone(),
-                    source,
-                })?;
             for sa in addrs {
                 match TcpStream::connect(sa).await {
                     Ok(stream) => return Ok(stream),
@@ -165,7 +194,7 @@ impl Link {
             }
             Err(LinkError::Connect {
                 addr: text.clone(),
-                source: last.unwrap_or_else(|| io::Error::other("host has no address")),
+                source: last.unwrap_or_else(|| io::Error::other("the host has no address")),
             })
         };
         let stream =

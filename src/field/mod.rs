@@ -8,7 +8,7 @@
 //! - `breaker`   per-device circuit breaker (pure)     - `schedule`  what a line does next (pure)
 //! - `handle`    [`DeviceHandle`]: writes from commands - `report`    deadband and heartbeat
 //! - `busload`   bus time estimates for `check` (pure) - `probe`     `ferrule probe`
-//! - `simulator` a Modbus TCP slave laid out from a config
+//! - `slots`     connections per host address           - `simulator` a Modbus TCP slave
 //!
 //! Devices share a line when they have the same `tcp` host:port or the same `bus`; every
 //! request to a line goes through its one task, in order.
@@ -26,11 +26,12 @@ pub mod schedule;
 mod serial;
 pub mod simulator;
 mod slave;
+mod slots;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -42,6 +43,7 @@ use crate::config::{Device, ModbusSettings, Transport};
 use crate::topics::Topics;
 use poller::{Endpoint, Line};
 use slave::Slave;
+use slots::HostSlots;
 
 /// Requests (commands) waiting for one line.
 const REQUEST_QUEUE: usize = 64;
@@ -65,8 +67,7 @@ pub fn spawn(
         let first = *first_of.entry(key).or_insert(i);
         lines.entry(first).or_default().push(i);
     }
-    let cap = usize::from(modbus.max_connections_per_host);
-    let mut host_slots: HashMap<String, Arc<Semaphore>> = HashMap::new();
+    let slots = Arc::new(HostSlots::new(usize::from(modbus.max_connections_per_host)));
     let mut handles: Vec<Option<DeviceHandle>> = vec![None; devices.len()];
     for members in lines.values() {
         let transport = &devices[members[0]].transport;
@@ -89,10 +90,7 @@ pub fn spawn(
         let endpoint = match transport {
             Transport::Tcp(addr) => Endpoint::Tcp {
                 addr: addr.clone(),
-                host_slots: host_slots
-                    .entry(addr.host.clone())
-                    .or_insert_with(|| Arc::new(Semaphore::new(cap)))
-                    .clone(),
+                slots: slots.clone(),
             },
             Transport::Rtu(bus) => Endpoint::Rtu(bus.clone()),
         };

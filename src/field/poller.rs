@@ -21,7 +21,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -31,6 +31,7 @@ use super::link::{Exception, Link, LinkError, WriteData};
 use super::plan::{self, Read};
 use super::schedule::{self, Candidate, Job};
 use super::slave::{self, Slave};
+use super::slots::HostSlots;
 use crate::backoff::Backoff;
 use crate::broker::{Broker, Message};
 use crate::config::{Bus, HostPort};
@@ -50,10 +51,10 @@ const LOG_EVERY: u32 = 20;
 
 /// Where a line goes.
 pub(super) enum Endpoint {
-    /// Modbus TCP; the permit pool caps the connections to one host.
+    /// Modbus TCP; `slots` caps the connections to one host address.
     Tcp {
         addr: HostPort,
-        host_slots: Arc<Semaphore>,
+        slots: Arc<HostSlots>,
     },
     /// A serial bus with RTU framing.
     Rtu(Bus),
@@ -119,15 +120,13 @@ impl Line {
         // `fresh`: the devices' state starts over (not after a quick TCP resync).
         let mut fresh = true;
         loop {
-            let Some(slot) = self.host_slot().await else {
+            let Some(connected) = self.connect().await else {
                 break;
             };
-            let connected = tokio::select! {
-                () = self.cancel.cancelled() => break,
-                r = self.connect() => r,
-            };
             match connected {
-                Ok(mut link) => {
+                // A TCP connection holds a slot of its host until it is closed (the end of
+                // this arm).
+                Ok((mut link, _slot)) => {
                     if fresh {
                         info!(line = %self.label, "connected");
                     }
@@ -168,7 +167,6 @@ impl Line {
                 }
             }
             fresh = true;
-            drop(slot);
             let delay = self.backoff.next_delay();
             if !self.wait_offline(delay).await {
                 break;
@@ -183,39 +181,51 @@ impl Line {
         info!("line task stopped");
     }
 
-    /// A connection slot to the host (TCP), waiting while refusing writes; `None` when
-    /// cancelled. Serial lines need none.
-    async fn host_slot(&mut self) -> Option<Option<OwnedSemaphorePermit>> {
-        let Endpoint::Tcp { host_slots, addr } = &self.endpoint else {
-            return Some(None);
-        };
-        if let Ok(permit) = host_slots.clone().try_acquire_owned() {
-            return Some(Some(permit));
-        }
-        info!(host = %addr.host, "waiting for a free connection slot to the host");
-        let slots = host_slots.clone();
-        let acquire = slots.acquire_owned();
-        tokio::pin!(acquire);
-        loop {
-            tokio::select! {
-                () = self.cancel.cancelled() => return None,
-                permit = &mut acquire => return permit.ok().map(Some),
-                req = self.rx.recv(), if self.rx_open => self.refuse(req),
-            }
-        }
-    }
-
-    async fn connect(&self) -> Result<Link, LinkError> {
+    /// Opens the line: the serial port, or (TCP) a connection once a slot of the host's
+    /// address is free, waiting while refusing writes. `None` when cancelled.
+    async fn connect(&mut self) -> Option<Result<(Link, Option<OwnedSemaphorePermit>), LinkError>> {
         let timeout = self
             .slaves
             .iter()
             .map(|s| s.device.timeout)
             .max()
             .unwrap_or(Duration::from_secs(1));
-        match &self.endpoint {
-            Endpoint::Tcp { addr, .. } => Link::connect_tcp(addr, timeout).await,
-            Endpoint::Rtu(bus) => Link::open_serial(bus),
-        }
+        let (addr, slots) = match &self.endpoint {
+            Endpoint::Rtu(bus) => return Some(Link::open_serial(bus).map(|link| (link, None))),
+            Endpoint::Tcp { addr, slots } => (addr.clone(), slots.clone()),
+        };
+        let resolved = tokio::select! {
+            () = self.cancel.cancelled() => return None,
+            r = Link::resolve(&addr, timeout) => r,
+        };
+        let addrs = match resolved {
+            Ok(addrs) => addrs,
+            Err(e) => return Some(Err(e)),
+        };
+        let pool = slots.of(addrs[0].ip());
+        let permit = match pool.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                warn!(host = %addrs[0].ip(), cap = slots.cap(), "every connection slot to the host is taken (modbus.max_connections_per_host); waiting for one");
+                let acquire = pool.acquire_owned();
+                tokio::pin!(acquire);
+                loop {
+                    tokio::select! {
+                        () = self.cancel.cancelled() => return None,
+                        permit = &mut acquire => match permit {
+                            Ok(permit) => break permit,
+                            Err(_) => return None,
+                        },
+                        req = self.rx.recv(), if self.rx_open => self.refuse(req),
+                    }
+                }
+            }
+        };
+        let connected = tokio::select! {
+            () = self.cancel.cancelled() => return None,
+            r = Link::connect_resolved(&addr, &addrs, timeout) => r,
+        };
+        Some(connected.map(|link| (link, Some(permit))))
     }
 
     /// Polls and serves writes until the link must be rebuilt or the task is cancelled.
