@@ -4,7 +4,7 @@
 //! - [`config`]  typed YAML model, loading with file:line:column errors, whole-file validation
 //! - [`topics`]  the only place that builds or parses topic strings; topic-filter rules
 //! - [`payload`] the JSON payload contract (point state, command results, timestamps)
-//! - [`field`]   Modbus: pure read planner and codec, one task per device connection, simulator
+//! - [`field`]   Modbus TCP and RTU: pure read planner and codec, one task per connection or bus
 //! - [`broker`]  the embedded MQTT broker behind one narrow interface
 //! - [`store`]   the durable store-and-forward queue (SQLite, WAL, group commit)
 //! - [`uplink`]  forward rules and the upstream MQTT client (delete only after PUBACK)
@@ -12,7 +12,7 @@
 //! - [`errors`]  error chains for logs
 //! - [`backoff`] capped exponential backoff with jitter for every reconnect
 //! - [`app`]     wiring, cancellation, drain order
-//! - [`cli`]     the subcommands: run, check, simulate, demo
+//! - [`cli`]     the subcommands: run, check, simulate, probe, demo
 
 pub mod app;
 pub mod backoff;

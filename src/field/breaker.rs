@@ -33,7 +33,7 @@ pub struct Breaker {
 
 impl Breaker {
     /// A closed breaker whose probes start `floor` apart (at most; see the module doc) and back
-    /// off to [`MAX_PROBE_INTERVAL`] or `floor`, whichever is longer.
+    /// off to 60 s or `floor`, whichever is longer.
     pub fn new(floor: Duration) -> Self {
         Self {
             failures: 0,
