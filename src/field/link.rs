@@ -9,7 +9,10 @@
 //! - an exception code is `Ok(Err(_))`: the link stays up;
 //! - on RTU, every request starts after the bus has been silent for the inter-frame delay, and
 //!   with no stale input pending (see `serial.rs`): a late answer to an earlier request is
-//!   discarded, never taken for the answer to the next one.
+//!   discarded, never taken for the answer to the next one. A late answer that arrives *while*
+//!   the next read waits for its own answer garbles it (wrong unit, wrong length): a read that
+//!   follows a timeout and gets such a frame is sent once more (reads only; a write is never
+//!   repeated).
 
 use std::fmt;
 use std::io;
@@ -22,6 +25,8 @@ use tokio::time::Instant;
 use tokio_modbus::client::{Context, Reader, Writer};
 use tokio_modbus::slave::{Slave, SlaveContext};
 use tokio_modbus::ExceptionCode;
+
+use tracing::debug;
 
 use super::serial::{self, Quiet};
 use crate::config::{Bus, HostPort, RegisterKind};
@@ -130,6 +135,8 @@ struct Rtu {
     frame_delay: Duration,
     /// When the bus last carried a frame (our request's answer, or a timeout).
     last: Option<Instant>,
+    /// The last request got no answer: its answer may still come, during the next one.
+    after_timeout: bool,
 }
 
 /// A connected Modbus master.
@@ -233,6 +240,7 @@ impl Link {
             rtu: Some(Rtu {
                 frame_delay,
                 last: None,
+                after_timeout: false,
             }),
         }
     }
@@ -252,14 +260,34 @@ impl Link {
         self.ctx.set_slave(Slave(unit));
     }
 
-    fn end(&mut self) {
+    fn end<T>(&mut self, answer: &Answer<T>) {
         if let Some(rtu) = &mut self.rtu {
             rtu.last = Some(Instant::now());
+            rtu.after_timeout = matches!(answer, Err(LinkError::Timeout(_)));
         }
     }
 
     /// Reads `count` registers or bits of `kind` starting at `address` from `unit`.
     pub async fn read(
+        &mut self,
+        unit: u8,
+        kind: RegisterKind,
+        address: u16,
+        count: u16,
+        timeout: Duration,
+    ) -> Answer<ReadData> {
+        let after_timeout = self.rtu.as_ref().is_some_and(|r| r.after_timeout);
+        let answer = self.read_once(unit, kind, address, count, timeout).await;
+        match answer {
+            Err(LinkError::Protocol(e) | LinkError::Garbage(e)) if after_timeout => {
+                debug!(error = %e, "a late answer garbled the read; reading again");
+                self.read_once(unit, kind, address, count, timeout).await
+            }
+            other => other,
+        }
+    }
+
+    async fn read_once(
         &mut self,
         unit: u8,
         kind: RegisterKind,
@@ -283,7 +311,7 @@ impl Link {
                 .await
                 .map(|r| r.map(ReadData::Words)),
         };
-        self.end();
+        self.end(&answer);
         match answer {
             Ok(Ok(data)) => {
                 let got = match &data {
@@ -327,7 +355,7 @@ impl Link {
                 bounded(timeout, ctx.write_multiple_registers(address, words)).await
             }
         };
-        self.end();
+        self.end(&answer);
         answer
     }
 

@@ -435,6 +435,11 @@ impl ModbusDevice {
         self.command(&format!("mute {unit}"));
     }
 
+    /// The unit answers every request `delay` late (a slow slave); zero: at once again.
+    pub fn delay(&self, unit: u8, delay: Duration) {
+        self.command(&format!("delay {unit} {}", delay.as_millis()));
+    }
+
     pub fn unmute(&self, unit: u8) {
         self.command(&format!("unmute {unit}"));
     }
@@ -465,7 +470,7 @@ impl ModbusDevice {
         ));
     }
 
-    /// Removes the freeze, exception and mute rules of `unit`, or of every unit.
+    /// Removes the freeze, exception, mute and delay rules of `unit`, or of every unit.
     pub fn clear_faults(&self, unit: Option<u8>) {
         match unit {
             Some(unit) => self.command(&format!("clear {unit}")),
