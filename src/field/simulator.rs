@@ -87,10 +87,28 @@ impl Tables {
                 } else {
                     &mut self.discrete
                 };
-                table.insert(point.address, words.first().is_some_and(|w| *w != 0));
+                for (i, w) in words.iter().enumerate() {
+                    if let Some(a) = u16::try_from(i)
+                        .ok()
+                        .and_then(|i| point.address.checked_add(i))
+                    {
+                        table.insert(a, *w != 0);
+                    }
+                }
                 return;
             }
         };
+        if let Some(bit) = point.bit {
+            // One bit of a register: the other bits belong to other points.
+            let register = table.entry(point.address).or_insert(0);
+            let mask = 1u16 << bit;
+            if words.first().is_some_and(|w| *w != 0) {
+                *register |= mask;
+            } else {
+                *register &= !mask;
+            }
+            return;
+        }
         for (i, w) in words.iter().enumerate() {
             if let Some(a) = u16::try_from(i)
                 .ok()
@@ -291,7 +309,7 @@ fn wave_words(p: &Point, t: f64, phase: f64) -> Vec<u16> {
     let s = (t * std::f64::consts::TAU / WAVE_PERIOD + phase).sin();
     if p.kind.is_bit() || p.data_type == DataType::Bool {
         let on = ((t / 5.0 + phase).floor() as i64) % 2 == 0;
-        return vec![u16::from(on)];
+        return vec![u16::from(on); usize::from(p.width())];
     }
     let raw = match p.data_type {
         DataType::F32 => 20.0 + 5.0 * s,
@@ -302,7 +320,7 @@ fn wave_words(p: &Point, t: f64, phase: f64) -> Vec<u16> {
 
 fn encode_or_zero(p: &Point, value: f64) -> Vec<u16> {
     if p.kind.is_bit() {
-        return vec![u16::from(value != 0.0)];
+        return vec![u16::from(value != 0.0); usize::from(p.width())];
     }
     codec::encode_point(p, value).unwrap_or_else(|_| vec![0; usize::from(p.width())])
 }
@@ -388,5 +406,35 @@ async fn serve_one(listener: TcpListener, bank: Arc<Bank>, cancel: CancellationT
         .await
     {
         warn!(error = %e, "simulator stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bit_points_set_only_their_bit_and_bit_arrays_every_bit() {
+        let mut tables = Tables::default();
+        let bit = |b: u8| Point {
+            bit: Some(b),
+            ..Point::new("b", RegisterKind::Input, 7, DataType::Bool)
+        };
+        tables.set_point(&bit(1), &[1]);
+        tables.set_point(&bit(3), &[1]);
+        tables.set_point(&bit(1), &[0]);
+        assert_eq!(tables.input.get(&7), Some(&0b1000));
+        let coils = Point {
+            count: 3,
+            ..Point::new("c", RegisterKind::Coil, 2, DataType::Bool)
+        };
+        tables.set_point(&coils, &encode_or_zero(&coils, 1.0));
+        let set: Vec<u16> = tables
+            .coils
+            .iter()
+            .filter(|(_, on)| **on)
+            .map(|(a, _)| *a)
+            .collect();
+        assert_eq!(set, vec![2, 3, 4]);
     }
 }
