@@ -53,7 +53,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         _ => Arc::new(NoTap),
     };
 
-    let broker = Arc::new(Broker::start(&config.broker.listeners, tap).await?);
+    let broker = Arc::new(Broker::start(&config.broker, tap).await?);
     let commands = broker.subscribe(&topics.command_filter(), COMMAND_BACKLOG);
     let agent_state = |state: &str| {
         Message::agent(
@@ -136,7 +136,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             .await
             .context("cannot close the uplink queue cleanly")?;
     }
-    broker.shutdown();
+    broker.shutdown().await;
     info!("stopped");
     Ok(())
 }

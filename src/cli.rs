@@ -260,7 +260,9 @@ fn demo_config(listen: SocketAddr) -> anyhow::Result<Config> {
     };
     let mut config =
         config::parse(DEMO_CONFIG, &origin).context("the built-in demo config is invalid")?;
-    config.broker.listeners = vec![config::Listener { bind: listen }];
+    config.broker.listeners = vec![config::Listener::plain(listen)];
+    // The demo leaves no files behind.
+    config.broker.persistence = None;
     config.uplink = None;
     Ok(config)
 }

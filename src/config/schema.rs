@@ -16,12 +16,25 @@ use serde_yaml::Value;
 use super::decode::{all, expected, list, map, Ctx, Decode, Map};
 use super::load::Origin;
 use super::model::*;
-use super::scalar::{Finite, NonNegative, Scale, UnitId};
+use super::scalar::{Count, Finite, NonNegative, PacketSize, Period, Scale, UnitId, Window};
 use super::validate;
 
 const TOP: &[&str] = &["site", "broker", "devices", "uplink"];
-const BROKER: &[&str] = &["listeners"];
-const LISTENER: &[&str] = &["bind"];
+const BROKER: &[&str] = &[
+    "listeners",
+    "allow_anonymous",
+    "password_file",
+    "acl_file",
+    "persistence",
+    "persistence_file",
+    "max_connections",
+    "max_packet_size",
+    "max_queued_messages",
+    "max_inflight",
+    "sys_interval",
+];
+const LISTENER: &[&str] = &["bind", "tls", "protocol", "allow_anonymous"];
+const LISTENER_TLS: &[&str] = &["cert", "key", "ca", "require_certificate"];
 const DEVICE: &[&str] = &[
     "name",
     "tcp",
@@ -60,12 +73,12 @@ pub fn config(cx: &mut Ctx, root: &Value, origin: &Origin) -> Option<Config> {
     }
     let m = map(cx, root, TOP)?;
     let site = m.required_with(cx, "site", |cx, v| level_name(cx, v, "site"));
-    let broker = m.optional_with(cx, "broker", broker);
+    let broker = m.optional_with(cx, "broker", |cx, v| broker(cx, v, origin));
     let devices = m.required_with(cx, "devices", devices);
     let uplink = m.optional_with(cx, "uplink", |cx, v| uplink(cx, v, site.as_deref(), origin));
     Some(Config {
         site: site?,
-        broker: broker?.unwrap_or_else(default_broker),
+        broker: broker?.unwrap_or_else(|| default_broker(origin)),
         devices: devices?,
         uplink: uplink?,
     })
@@ -78,32 +91,89 @@ fn level_name(cx: &mut Ctx, node: &Value, what: &str) -> Option<String> {
     Some(name)
 }
 
-fn default_broker() -> BrokerConfig {
+fn default_listener() -> Listener {
     let bind = DEFAULT_LISTENER
         .parse()
         .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 1883)));
-    BrokerConfig {
-        listeners: vec![Listener { bind }],
-    }
+    Listener::plain(bind)
 }
 
-fn broker(cx: &mut Ctx, node: &Value) -> Option<BrokerConfig> {
+fn default_broker(origin: &Origin) -> BrokerConfig {
+    BrokerConfig::with_listeners(vec![default_listener()], &origin.state_dir)
+}
+
+fn broker(cx: &mut Ctx, node: &Value, origin: &Origin) -> Option<BrokerConfig> {
     let m = map(cx, node, BROKER)?;
     let listeners = m.optional_with(cx, "listeners", |cx, v| {
-        let items = list(cx, v, listener)?;
+        let items = list(cx, v, |cx, v| listener(cx, v, origin))?;
         validate::listeners(cx, &items);
         all(items)
-    })?;
-    match listeners {
-        Some(listeners) if !listeners.is_empty() => Some(BrokerConfig { listeners }),
-        _ => Some(default_broker()),
-    }
+    });
+    let allow_anonymous = m.optional::<bool>(cx, "allow_anonymous");
+    let password_file = m.optional::<PathBuf>(cx, "password_file");
+    let acl_file = m.optional::<PathBuf>(cx, "acl_file");
+    let persistence = m.or(cx, "persistence", true);
+    let persistence_file = m.optional::<PathBuf>(cx, "persistence_file");
+    let max_connections = m.optional::<Count>(cx, "max_connections");
+    let max_packet_size = m.or(cx, "max_packet_size", PacketSize(DEFAULT_MAX_PACKET_SIZE));
+    let max_queued = m.or(
+        cx,
+        "max_queued_messages",
+        Count(DEFAULT_MAX_QUEUED_MESSAGES),
+    );
+    let max_inflight = m.or(cx, "max_inflight", Window(DEFAULT_MAX_INFLIGHT));
+    let sys_interval = m.or(cx, "sys_interval", Period(Some(DEFAULT_SYS_INTERVAL)));
+    let listeners = match listeners? {
+        Some(listeners) if !listeners.is_empty() => listeners,
+        _ => vec![default_listener()],
+    };
+    let persistence_file = persistence_file?;
+    let persistence = persistence?.then(|| match persistence_file {
+        Some(path) => origin.base_dir.join(path),
+        None => origin.state_dir.join(DEFAULT_BROKER_DB_FILE),
+    });
+    Some(BrokerConfig {
+        listeners,
+        allow_anonymous: allow_anonymous?,
+        password_file: password_file?.map(|p| origin.base_dir.join(p)),
+        acl_file: acl_file?.map(|p| origin.base_dir.join(p)),
+        persistence,
+        max_connections: max_connections?.map(|c| c.0),
+        max_packet_size: max_packet_size?.0,
+        max_queued_messages: max_queued?.0,
+        max_inflight: max_inflight?.0,
+        sys_interval: sys_interval?.0,
+    })
 }
 
-fn listener(cx: &mut Ctx, node: &Value) -> Option<Listener> {
+fn listener(cx: &mut Ctx, node: &Value, origin: &Origin) -> Option<Listener> {
     let m = map(cx, node, LISTENER)?;
     let bind = m.required(cx, "bind");
-    Some(Listener { bind: bind? })
+    let tls = m.optional_with(cx, "tls", |cx, v| listener_tls(cx, v, origin));
+    let protocol = m.or(cx, "protocol", ListenerProtocol::default());
+    let allow_anonymous = m.optional::<bool>(cx, "allow_anonymous");
+    Some(Listener {
+        bind: bind?,
+        tls: tls?,
+        protocol: protocol?,
+        allow_anonymous: allow_anonymous?,
+    })
+}
+
+fn listener_tls(cx: &mut Ctx, node: &Value, origin: &Origin) -> Option<ListenerTls> {
+    let m = map(cx, node, LISTENER_TLS)?;
+    let cert = m.required::<PathBuf>(cx, "cert");
+    let key = m.required::<PathBuf>(cx, "key");
+    let ca = m.optional::<PathBuf>(cx, "ca");
+    let require_certificate = m.or(cx, "require_certificate", false);
+    let (ca, require_certificate) = (ca?, require_certificate?);
+    validate::client_certificates(cx, ca.is_some(), require_certificate);
+    Some(ListenerTls {
+        cert: origin.base_dir.join(cert?),
+        key: origin.base_dir.join(key?),
+        ca: ca.map(|ca| origin.base_dir.join(ca)),
+        require_certificate,
+    })
 }
 
 /// An item of a list and its name, decoded on its own so that duplicate names are found even
@@ -309,7 +379,14 @@ devices:
         let config = parse(MINIMAL, &origin()).expect("valid");
         let bind: SocketAddr = DEFAULT_LISTENER.parse().expect("default listener parses");
         assert_eq!(config.site, "plant1");
-        assert_eq!(config.broker.listeners, vec![Listener { bind }]);
+        assert_eq!(
+            config.broker,
+            BrokerConfig::with_listeners(vec![Listener::plain(bind)], &origin().state_dir)
+        );
+        assert_eq!(
+            config.broker.persistence,
+            Some(PathBuf::from("/run/state/broker.db"))
+        );
         assert_eq!(config.uplink, None);
         let device = &config.devices[0];
         assert_eq!(

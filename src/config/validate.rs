@@ -170,6 +170,19 @@ pub fn listeners(cx: &mut Ctx, items: &[Option<Listener>]) {
     }
 }
 
+/// The context is at `broker.listeners[].tls`: client certificates can only be required when
+/// there is a CA to check them against.
+pub fn client_certificates(cx: &mut Ctx, has_ca: bool, require_certificate: bool) {
+    if require_certificate && !has_ca {
+        cx.at_key("require_certificate", |cx| {
+            cx.error(
+                "`require_certificate: true` needs `ca`: the CA certificate(s) that client \
+                 certificates are checked against",
+            );
+        });
+    }
+}
+
 fn conflicts(a: SocketAddr, b: SocketAddr) -> bool {
     let same_family = a.is_ipv4() == b.is_ipv4();
     a.port() != 0
