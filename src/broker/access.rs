@@ -16,8 +16,6 @@ use super::passwd::{PasswordFile, Verdict};
 /// The connect policy of one listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerPolicy {
-    /// Shown in logs: `tcp://0.0.0.0:1883`, `wss://...`.
-    pub name: String,
     /// Whether clients without (checked) credentials may connect.
     pub anonymous: bool,
 }
@@ -164,14 +162,8 @@ mod tests {
 
     fn access(passwords: bool, acl: Option<&str>) -> Access {
         let listeners = vec![
-            ListenerPolicy {
-                name: "lo".into(),
-                anonymous: true,
-            },
-            ListenerPolicy {
-                name: "lan".into(),
-                anonymous: false,
-            },
+            ListenerPolicy { anonymous: true },
+            ListenerPolicy { anonymous: false },
         ];
         let n = NonZeroU32::new(1).expect("non-zero");
         let file = passwords.then(|| {

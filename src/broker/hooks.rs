@@ -190,8 +190,8 @@ impl Core {
         if let Some(suppressed) = self.logs.refusals.admit() {
             warn!(
                 client_id = %id.client_id,
-                addr = ?self.peer(id),
-                user = ?id.username.as_deref(),
+                addr = %show_addr(self.peer(id)),
+                user = show_user(id.username.as_deref()),
                 listener = self.listener_name(id),
                 suppressed,
                 reason = why,
@@ -220,8 +220,8 @@ impl Core {
             };
             info!(
                 client_id = %s.id.client_id,
-                addr = ?self.peer(&s.id),
-                user = ?s.id.username.as_deref(),
+                addr = %show_addr(self.peer(&s.id)),
+                user = show_user(s.id.username.as_deref()),
                 protocol,
                 clean,
                 keepalive,
@@ -250,7 +250,7 @@ impl Core {
         if let Some(suppressed) = self.logs.disconnects.admit() {
             info!(
                 client_id = %s.id.client_id,
-                addr = ?self.peer(&s.id),
+                addr = %show_addr(self.peer(&s.id)),
                 suppressed,
                 reason = %describe(reason),
                 "client disconnected"
@@ -291,7 +291,7 @@ impl Core {
                 BrokerStats::bump(&self.stats.dropped_queue_full);
                 if let Some(suppressed) = self.logs.drops.admit() {
                     warn!(
-                        client_id = ?to.map(|id| id.client_id.to_string()),
+                        client_id = to.map_or("?", |id| &*id.client_id),
                         topic = %unescape(&publish.topic),
                         qos = publish.qos.value(),
                         max_queued_messages = self.max_queued,
@@ -302,10 +302,19 @@ impl Core {
             }
             other => {
                 BrokerStats::bump(&self.stats.dropped_other);
-                debug!(client_id = ?to.map(|id| id.client_id.to_string()), reason = %other, "message dropped");
+                debug!(client_id = to.map_or("?", |id| &*id.client_id), reason = %other, "message dropped");
             }
         }
     }
+}
+
+/// `addr=127.0.0.1:5000` (or `?`) and `user=alice` (or `-`) in log lines.
+fn show_addr(addr: Option<SocketAddr>) -> String {
+    addr.map_or_else(|| "?".to_owned(), |a| a.to_string())
+}
+
+fn show_user(user: Option<&str>) -> &str {
+    user.unwrap_or("-")
 }
 
 fn protocol_name(level: u8) -> &'static str {
@@ -433,7 +442,7 @@ impl Handler for Hooks {
                 }
                 BrokerStats::bump(&core.stats.subscribe_denied);
                 if let Some(suppressed) = core.logs.denials.admit() {
-                    info!(client_id = %s.id.client_id, user = ?user, filter = %filter, suppressed, "subscription refused by the ACL");
+                    info!(client_id = %s.id.client_id, user = show_user(user), filter = %filter, suppressed, "subscription refused by the ACL");
                 }
                 let refused = SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized);
                 (false, Some(HookResult::SubscribeAclResult(refused)))
@@ -444,7 +453,7 @@ impl Handler for Hooks {
                 if !core.access.may_write(&s.id.client_id, user, &msg.topic) {
                     BrokerStats::bump(&core.stats.publish_denied);
                     if let Some(suppressed) = core.logs.denials.admit() {
-                        info!(client_id = %s.id.client_id, user = ?user, topic = %msg.topic, suppressed, "publish refused by the ACL");
+                        info!(client_id = %s.id.client_id, user = show_user(user), topic = %msg.topic, suppressed, "publish refused by the ACL");
                     }
                     let refused = PublishAclResult::rejected(false, Some("not authorized".into()));
                     return (false, Some(HookResult::PublishAclResult(refused)));

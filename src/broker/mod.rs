@@ -9,6 +9,7 @@
 //! - `access`   connect decisions: anonymous policy, passwords, ACL (pure)
 //! - [`passwd`] Mosquitto password files (read, verify, write)
 //! - [`acl`]    Mosquitto ACL files (parse, decide)
+//! - [`check`]  what `ferrule check` reports about the broker's files and listeners
 //! - `router`   routing corrections: one copy per client at the highest QoS, read access
 //! - `fitter`   protocol parameter corrections: keepalive × 1.5, MQTT 3.1.1 session lifetime
 //! - `front`    TLS termination in front of rmqtt; `tls` its rustls configuration
@@ -19,6 +20,7 @@
 
 mod access;
 pub mod acl;
+pub mod check;
 mod escape;
 mod fitter;
 mod front;

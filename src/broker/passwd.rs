@@ -50,6 +50,16 @@ pub enum PasswdError {
     BadUser { user: String, why: &'static str },
     #[error("cannot get random bytes for the salt")]
     Random,
+    #[error("{path} does not exist; use -c to create it")]
+    Missing { path: PathBuf },
+    #[error("user `{user}` is not in {path}")]
+    NoSuchUser { user: String, path: PathBuf },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A stored password hash.
@@ -343,6 +353,91 @@ pub fn update(text: &str, user: &str, line: Option<&str>) -> (String, bool) {
     (out, found)
 }
 
+/// What `ferrule passwd` does to a password file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change<'a> {
+    /// Add the user or change its password, in an existing file.
+    Set { password: &'a str, iterations: NonZeroU32 },
+    /// Create (or overwrite) the file with only this user.
+    Create { password: &'a str, iterations: NonZeroU32 },
+    /// Remove the user.
+    Delete,
+}
+
+/// Applies `change` for `user` to the password file at `path`, replacing the file atomically
+/// (a new file gets mode 0600, an existing one keeps its permissions).
+pub fn edit(path: &Path, user: &str, change: Change<'_>) -> Result<(), PasswdError> {
+    let existing = match std::fs::read_to_string(path) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(source) => {
+            return Err(PasswdError::Read {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    };
+    let text = match (change, existing) {
+        (Change::Create { password, iterations }, _) => {
+            let mut line = entry(user, password, iterations)?;
+            line.push('\n');
+            line
+        }
+        (_, None) => return Err(PasswdError::Missing { path: path.to_owned() }),
+        (Change::Set { password, iterations }, Some(text)) => {
+            // A file that does not parse is not edited (its error names the line).
+            PasswordFile::parse(&text).map_err(|(line, message)| PasswdError::Invalid {
+                path: path.to_owned(),
+                line,
+                message,
+            })?;
+            let line = entry(user, password, iterations)?;
+            update(&text, user, Some(&line)).0
+        }
+        (Change::Delete, Some(text)) => {
+            let (text, found) = update(&text, user, None);
+            if !found {
+                return Err(PasswdError::NoSuchUser {
+                    user: user.to_owned(),
+                    path: path.to_owned(),
+                });
+            }
+            text
+        }
+    };
+    replace(path, text.as_bytes()).map_err(|source| PasswdError::Write {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Writes `bytes` to a temporary file next to `path`, syncs it and renames it over `path`.
+fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let mode = std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(0o600);
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp-{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -477,5 +572,37 @@ mod tests {
             update("# alice:old\n", "alice", Some("alice:N")).0,
             "# alice:old\nalice:N\n"
         );
+    }
+
+    #[test]
+    fn edit_creates_changes_and_deletes_users() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("passwd");
+        let n = NonZeroU32::new(1).expect("non-zero");
+        let set = |password| Change::Set {
+            password,
+            iterations: n,
+        };
+        assert!(matches!(
+            edit(&path, "a", set("x")),
+            Err(PasswdError::Missing { .. })
+        ));
+        edit(&path, "a", Change::Create { password: "pa", iterations: n }).expect("create");
+        edit(&path, "b", set("pb")).expect("add");
+        edit(&path, "a", set("pa2")).expect("change");
+        let file = PasswordFile::load(&path).expect("load");
+        assert_eq!(file.len(), 2);
+        assert_eq!(file.verify("a", b"pa2"), Verdict::Valid);
+        assert_eq!(file.verify("b", b"pb"), Verdict::Valid);
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        edit(&path, "a", Change::Delete).expect("delete");
+        assert!(matches!(
+            edit(&path, "a", Change::Delete),
+            Err(PasswdError::NoSuchUser { .. })
+        ));
+        let file = PasswordFile::load(&path).expect("load");
+        assert_eq!((file.len(), file.verify("a", b"pa2")), (1, Verdict::UnknownUser));
     }
 }

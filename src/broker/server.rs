@@ -181,7 +181,6 @@ impl Broker {
             .listeners
             .iter()
             .map(|l| ListenerPolicy {
-                name: listener_name(l),
                 anonymous: config.anonymous_allowed(l),
             })
             .collect();
@@ -197,20 +196,30 @@ impl Broker {
         *scx.extends.fitter_mgr_mut().await = Box::new(SpecFitterManager);
         *scx.extends.router_mut().await = Box::new(SpecRouter::new(scx.clone(), access.clone()));
 
+        let fronts_table = Arc::new(FrontTable::default());
+        let mut server = MqttServer::new(scx.clone());
+        let mut addrs = Vec::with_capacity(config.listeners.len());
+        let mut infos = Vec::with_capacity(config.listeners.len());
+        let mut fronts = Vec::new();
+        for (i, l) in config.listeners.iter().enumerate() {
+            let lid = u16::try_from(i + 1).unwrap_or(u16::MAX);
+            let (bound, addr) = bind(config, l, &fronts_table, &mut fronts)?;
+            let name = listener_name(l, addr);
+            info!(%addr, listener = %name, "broker listening");
+            addrs.push(addr);
+            infos.push(ListenerInfo {
+                name,
+                fronted: l.tls.is_some(),
+            });
+            server = server.listener_by_id(bound, lid);
+        }
         let core = Arc::new(Core {
             tap,
             subs: RwLock::new(Vec::new()),
             access,
             stats: Arc::new(BrokerStats::new()),
-            fronts: Arc::new(FrontTable::default()),
-            listeners: config
-                .listeners
-                .iter()
-                .map(|l| ListenerInfo {
-                    name: listener_name(l),
-                    fronted: l.tls.is_some(),
-                })
-                .collect(),
+            fronts: fronts_table,
+            listeners: infos,
             store: store.clone(),
             max_queued: config.max_queued_messages,
             logs: Logs::default(),
@@ -236,17 +245,6 @@ impl Broker {
                 .await;
         }
         register.start().await;
-
-        let mut server = MqttServer::new(scx.clone());
-        let mut addrs = Vec::with_capacity(config.listeners.len());
-        let mut fronts = Vec::new();
-        for (i, l) in config.listeners.iter().enumerate() {
-            let lid = u16::try_from(i + 1).unwrap_or(u16::MAX);
-            let (bound, addr) = bind(config, l, &core, &mut fronts)?;
-            info!(%addr, listener = %listener_name(l), "broker listening");
-            addrs.push(addr);
-            server = server.listener_by_id(bound, lid);
-        }
 
         if let Some(loaded) = loaded {
             let count = retain.load(loaded.retained, node).await.unwrap_or(0);
@@ -435,15 +433,15 @@ async fn status(scx: &ServerContext, stats: &BrokerStats) -> BrokerStatus {
     }
 }
 
-/// `mqtt://…`, `mqtts://…`, `ws://…`, `wss://…`.
-fn listener_name(l: &Listener) -> String {
+/// `mqtt://…`, `mqtts://…`, `ws://…`, `wss://…` with the address clients connect to.
+fn listener_name(l: &Listener, addr: SocketAddr) -> String {
     let scheme = match (l.protocol, l.tls.is_some()) {
         (ListenerProtocol::Mqtt, false) => "mqtt",
         (ListenerProtocol::Mqtt, true) => "mqtts",
         (ListenerProtocol::Websockets, false) => "ws",
         (ListenerProtocol::Websockets, true) => "wss",
     };
-    format!("{scheme}://{}", l.bind)
+    format!("{scheme}://{addr}")
 }
 
 /// Binds listener `l`: directly as an rmqtt listener, or (TLS) as a front on the configured
@@ -452,13 +450,13 @@ fn listener_name(l: &Listener) -> String {
 fn bind(
     config: &BrokerConfig,
     l: &Listener,
-    core: &Arc<Core>,
+    table: &Arc<FrontTable>,
     fronts: &mut Vec<Front>,
 ) -> Result<(RListener, SocketAddr), BrokerError> {
     let private = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
     let laddr = if l.tls.is_some() { private } else { l.bind };
     let builder = Builder::new()
-        .name(listener_name(l))
+        .name(listener_name(l, l.bind))
         .laddr(laddr)
         .reuseaddr(Some(true))
         .nodelay(true)
@@ -493,8 +491,8 @@ fn bind(
         listener,
         acceptor: tokio_rustls::TlsAcceptor::from(tls_config),
         upstream: local,
-        table: core.fronts.clone(),
-        name: listener_name(l),
+        table: table.clone(),
+        name: listener_name(l, addr),
     });
     Ok((bound, addr))
 }
