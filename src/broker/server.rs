@@ -205,7 +205,12 @@ impl Broker {
             let lid = u16::try_from(i + 1).unwrap_or(u16::MAX);
             let (bound, addr) = bind(config, l, &fronts_table, &mut fronts)?;
             let name = listener_name(l, addr);
-            info!(%addr, listener = %name, "broker listening");
+            match fronts.last().filter(|_| l.tls.is_some()) {
+                Some(front) => {
+                    info!(%addr, listener = %name, private = %front.upstream, "broker listening")
+                }
+                None => info!(%addr, listener = %name, "broker listening"),
+            }
             addrs.push(addr);
             infos.push(ListenerInfo {
                 name,
