@@ -128,7 +128,10 @@ fn passwd(args: &PasswdArgs) -> anyhow::Result<()> {
     let iterations =
         std::num::NonZeroU32::new(args.iterations).context("iterations must be at least 1")?;
     if !args.create && !args.file.exists() {
-        anyhow::bail!("{} does not exist; use -c to create it", args.file.display());
+        anyhow::bail!(
+            "{} does not exist; use -c to create it",
+            args.file.display()
+        );
     }
     let password = if args.delete {
         String::new()
@@ -151,9 +154,15 @@ fn passwd(args: &PasswdArgs) -> anyhow::Result<()> {
     let change = if args.delete {
         Change::Delete
     } else if args.create {
-        Change::Create { password: &password, iterations }
+        Change::Create {
+            password: &password,
+            iterations,
+        }
     } else {
-        Change::Set { password: &password, iterations }
+        Change::Set {
+            password: &password,
+            iterations,
+        }
     };
     edit(&args.file, &args.user, change)?;
     Ok(())

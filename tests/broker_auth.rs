@@ -30,9 +30,15 @@ fn mosquitto_passwd(file: &Path, create: bool, hash: &str, user: &str, password:
     if create {
         cmd.arg("-c");
     }
-    cmd.args(["-H", hash, "-b"]).arg(file).args([user, password]);
+    cmd.args(["-H", hash, "-b"])
+        .arg(file)
+        .args([user, password]);
     let done = common::process::run("mosquitto_passwd", &mut cmd, TIMEOUT);
-    assert!(done.status.success(), "mosquitto_passwd failed:\n{}", done.tail());
+    assert!(
+        done.status.success(),
+        "mosquitto_passwd failed:\n{}",
+        done.tail()
+    );
 }
 
 fn creds<'a>(user: &'a str, password: &'a str) -> Vec<&'a str> {
@@ -56,7 +62,9 @@ fn a_password_file_from_mosquitto_passwd_works_and_bad_credentials_get_a_connack
         for (user, password) in [("alice", "s3cret"), ("legacy", "0ld")] {
             mqtt::publish_args(
                 port,
-                &["-V", version, "-u", user, "-P", password, "-t", "x", "-m", "1", "-q", "1"],
+                &[
+                    "-V", version, "-u", user, "-P", password, "-t", "x", "-m", "1", "-q", "1",
+                ],
             );
         }
     }
@@ -71,7 +79,10 @@ fn a_password_file_from_mosquitto_passwd_works_and_bad_credentials_get_a_connack
         (&["--user", "alice", "--password", "guess1"], 5),
         (&["--user", "nobody", "--password", "s3cret"], 5),
         (&[], 5),
-        (&["--protocol", "5", "--user", "alice", "--password", "guess2"], 0x86),
+        (
+            &["--protocol", "5", "--user", "alice", "--password", "guess2"],
+            0x86,
+        ),
         (&["--protocol", "5"], 0x87),
     ];
     for (args, code) in cases {
@@ -83,7 +94,9 @@ fn a_password_file_from_mosquitto_passwd_works_and_bad_credentials_get_a_connack
     assert!(out.tail().contains("not authorised"), "{}", out.tail());
     let out = mqtt::mosquitto_pub(
         port,
-        &["-V", "mqttv5", "-u", "legacy", "-P", "nope", "-t", "x", "-m", "1"],
+        &[
+            "-V", "mqttv5", "-u", "legacy", "-P", "nope", "-t", "x", "-m", "1",
+        ],
     );
     assert_eq!(out.status.code(), Some(0x86), "{}", out.tail());
 
@@ -107,7 +120,11 @@ fn ferrule_passwd_writes_entries_that_mosquitto_accepts() {
         p.proc().write_line(password);
         p.proc().close_stdin();
         let status = p.wait_exit(WAIT);
-        assert!(status.success(), "ferrule passwd {user}: {status}\n{}", p.tail());
+        assert!(
+            status.success(),
+            "ferrule passwd {user}: {status}\n{}",
+            p.tail()
+        );
     };
     // Without -c the file must exist.
     let out = Ferrule::output(&["passwd", "--stdin", file_arg, "x"], WAIT);
@@ -130,7 +147,10 @@ fn ferrule_passwd_writes_entries_that_mosquitto_accepts() {
         &["allow_anonymous false", "password_file {dir}/passwd"],
     );
     let port = broker.port();
-    mqtt::publish_args(port, &["-u", "alice", "-P", "pässwörd", "-t", "t", "-m", "1"]);
+    mqtt::publish_args(
+        port,
+        &["-u", "alice", "-P", "pässwörd", "-t", "t", "-m", "1"],
+    );
     mqtt::publish_args(port, &["-u", "bob", "-P", "changed", "-t", "t", "-m", "1"]);
     for (user, password) in [("bob", "hunter2"), ("carol", "c"), ("alice", "x")] {
         let out = mqtt::mosquitto_pub(port, &["-u", user, "-P", password, "-t", "t", "-m", "1"]);
@@ -147,12 +167,24 @@ fn network_listeners_refuse_anonymous_clients_unless_allowed() {
         "  listeners:\n    - bind: \"127.0.0.1:0\"\n    - bind: \"0.0.0.0:0\"\n    - {bind: \"0.0.0.0:0\", allow_anonymous: true}",
     );
     let ports: Vec<u16> = agent.listener_addrs(3).iter().map(|a| a.port()).collect();
-    assert_eq!(mqtt::connect(ports[0], &[]).code, 0, "loopback: anonymous by default");
-    assert_eq!(mqtt::connect(ports[1], &[]).code, 5, "network: refused by default");
+    assert_eq!(
+        mqtt::connect(ports[0], &[]).code,
+        0,
+        "loopback: anonymous by default"
+    );
+    assert_eq!(
+        mqtt::connect(ports[1], &[]).code,
+        5,
+        "network: refused by default"
+    );
     assert_eq!(mqtt::connect(ports[1], &["--protocol", "5"]).code, 0x87);
     // Without a password file a username is not checked: still anonymous.
     assert_eq!(mqtt::connect(ports[1], &creds("u", "p")).code, 5);
-    assert_eq!(mqtt::connect(ports[2], &[]).code, 0, "allow_anonymous: true");
+    assert_eq!(
+        mqtt::connect(ports[2], &[]).code,
+        0,
+        "allow_anonymous: true"
+    );
     let out = mqtt::mosquitto_pub(ports[1], &["-t", "x", "-m", "1"]);
     assert_eq!(out.status.code(), Some(5), "{}", out.tail());
 }
@@ -211,8 +243,21 @@ fn suback(port: u16, protocol: &str, user: &str, password: &str, filter: &str) -
     let port = port.to_string();
     let out = mqtt::tool(
         &[
-            "sub", "--port", &port, "--protocol", protocol, "--user", user, "--password",
-            password, "--topic", filter, "--count", "1", "--timeout", "2",
+            "sub",
+            "--port",
+            &port,
+            "--protocol",
+            protocol,
+            "--user",
+            user,
+            "--password",
+            password,
+            "--topic",
+            filter,
+            "--count",
+            "1",
+            "--timeout",
+            "2",
         ],
         WAIT,
     );
@@ -234,24 +279,49 @@ fn the_acl_refuses_subscriptions_with_0x80_or_0x87_and_filters_what_wide_ones_de
     assert_eq!(suback(port, "5", "alice", "a", "b/secret/#"), vec![0x87]);
     assert_eq!(suback(port, "5", "alice", "a", "$SYS/#"), vec![0x87]);
     assert_eq!(suback(port, "311", "bob", "bob", "clients/bob/#"), vec![1]);
-    assert_eq!(suback(port, "311", "bob", "bob", "clients/alice/#"), vec![0x80]);
+    assert_eq!(
+        suback(port, "311", "bob", "bob", "clients/alice/#"),
+        vec![0x80]
+    );
     // mosquitto_sub reports the refusal too.
     let out = mqtt::mosquitto_sub_once(
         port,
-        &["-V", "mqttv311", "-u", "alice", "-P", "a", "-t", "b/secret/x", "-W", "1"],
+        &[
+            "-V",
+            "mqttv311",
+            "-u",
+            "alice",
+            "-P",
+            "a",
+            "-t",
+            "b/secret/x",
+            "-W",
+            "1",
+        ],
     );
-    assert!(out.tail().contains("Subscribed (mid: 1): 128"), "{}", out.tail());
+    assert!(
+        out.tail().contains("Subscribed (mid: 1): 128"),
+        "{}",
+        out.tail()
+    );
 
     // A granted wide subscription only delivers what alice may read.
     let wide = user_sub("alice", Protocol::V311, &["#"], port);
     for topic in ["b/secret/plan", "b/open", "other/x", "alice/own"] {
-        mqtt::publish_args(port, &["-u", "admin", "-P", "admin", "-t", topic, "-m", topic, "-q", "1"]);
+        mqtt::publish_args(
+            port,
+            &[
+                "-u", "admin", "-P", "admin", "-t", topic, "-m", topic, "-q", "1",
+            ],
+        );
     }
     wide.wait_for(WAIT, |m| m.topic == "alice/own");
     let topics: Vec<String> = wide.messages().iter().map(|m| m.topic.clone()).collect();
     assert!(topics.contains(&"b/open".to_owned()), "{topics:?}");
     assert!(
-        !topics.iter().any(|t| t == "b/secret/plan" || t == "other/x"),
+        !topics
+            .iter()
+            .any(|t| t == "b/secret/plan" || t == "other/x"),
         "{topics:?}"
     );
 }
@@ -262,28 +332,52 @@ fn the_acl_drops_refused_publishes_in_311_and_answers_0x87_in_5() {
     let (agent, port) = acl_agent(dir.path());
     let watcher = user_sub("admin", Protocol::V311, &["#"], port);
     // MQTT 3.1.1: acknowledged (as Mosquitto does) but not delivered.
-    mqtt::publish_args(port, &["-u", "alice", "-P", "a", "-t", "b/x", "-m", "no", "-q", "1"]);
+    mqtt::publish_args(
+        port,
+        &["-u", "alice", "-P", "a", "-t", "b/x", "-m", "no", "-q", "1"],
+    );
     // MQTT 5: PUBACK with reason 0x87.
     let out = mqtt::mosquitto_pub(
         port,
-        &["-V", "mqttv5", "-u", "alice", "-P", "a", "-t", "b/y", "-m", "no", "-q", "1"],
+        &[
+            "-V", "mqttv5", "-u", "alice", "-P", "a", "-t", "b/y", "-m", "no", "-q", "1",
+        ],
     );
     assert!(out.tail().contains("Not authorized"), "{}", out.tail());
     let port_s = port.to_string();
     let out = mqtt::tool(
         &[
-            "pub", "--port", &port_s, "--protocol", "5", "--user", "alice", "--password", "a",
-            "--topic", "b/z", "--qos", "1",
+            "pub",
+            "--port",
+            &port_s,
+            "--protocol",
+            "5",
+            "--user",
+            "alice",
+            "--password",
+            "a",
+            "--topic",
+            "b/z",
+            "--qos",
+            "1",
         ],
         WAIT,
     );
     assert_eq!(out.status.code(), Some(2), "{}", out.tail());
     assert!(out.tail().contains("Not authorized"), "{}", out.tail());
     // Allowed publishes still flow; the refused ones never arrived.
-    mqtt::publish_args(port, &["-u", "alice", "-P", "a", "-t", "alice/ok", "-m", "yes", "-q", "1"]);
+    mqtt::publish_args(
+        port,
+        &[
+            "-u", "alice", "-P", "a", "-t", "alice/ok", "-m", "yes", "-q", "1",
+        ],
+    );
     watcher.wait_for(WAIT, |m| m.topic == "alice/ok");
     assert!(
-        watcher.messages().iter().all(|m| m.text() != "no" && m.topic != "b/z"),
+        watcher
+            .messages()
+            .iter()
+            .all(|m| m.text() != "no" && m.topic != "b/z"),
         "{:?}",
         watcher.messages()
     );
@@ -296,11 +390,36 @@ fn the_acl_protects_ferrules_command_topics_and_the_will_topic() {
     let (_agent, port) = acl_agent(dir.path());
     let results = user_sub("admin", Protocol::V311, &["b/dev/p/set/result"], port);
     // alice may read b/# but not write commands: the agent never sees her command.
-    mqtt::publish_args(port, &["-u", "alice", "-P", "a", "-t", "b/dev/p/set", "-m", "1", "-q", "1"]);
+    mqtt::publish_args(
+        port,
+        &[
+            "-u",
+            "alice",
+            "-P",
+            "a",
+            "-t",
+            "b/dev/p/set",
+            "-m",
+            "1",
+            "-q",
+            "1",
+        ],
+    );
     // The operator may: the agent answers (the device is unreachable).
     mqtt::publish_args(
         port,
-        &["-u", "operator", "-P", "operator", "-t", "b/dev/p/set", "-m", "{\"value\":2,\"id\":\"op\"}", "-q", "1"],
+        &[
+            "-u",
+            "operator",
+            "-P",
+            "operator",
+            "-t",
+            "b/dev/p/set",
+            "-m",
+            "{\"value\":2,\"id\":\"op\"}",
+            "-q",
+            "1",
+        ],
     );
     let result = results.wait_for(WAIT, |m| m.topic == "b/dev/p/set/result");
     assert_eq!(result.json()["id"], "op", "{result:?}");

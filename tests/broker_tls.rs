@@ -29,7 +29,13 @@ impl Pki {
             let done = process::run("openssl", &mut cmd, TIMEOUT);
             assert!(done.status.success(), "openssl {args:?}:\n{}", done.tail());
         };
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
         let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=ferrule test CA"];
         ca.extend(ec);
         ca.extend(["-keyout", "ca.key", "-out", "ca.crt"]);
@@ -51,8 +57,21 @@ impl Pki {
             let crt = format!("{name}.crt");
             let ext = format!("{name}.ext");
             openssl(&[
-                "x509", "-req", "-days", "2", "-in", &csr, "-CA", "ca.crt", "-CAkey", "ca.key",
-                "-CAcreateserial", "-out", &crt, "-extfile", &ext,
+                "x509",
+                "-req",
+                "-days",
+                "2",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-extfile",
+                &ext,
             ]);
         }
         Pki {
@@ -128,7 +147,10 @@ fn tls_and_websocket_listeners_serve_real_clients() {
     );
     for v in ["mqttv311", "mqttv5"] {
         let topic = format!("lan/tls/{v}");
-        mqtt::publish_args(tls, &["--cafile", &ca, "-V", v, "-t", &topic, "-m", "x", "-q", "1"]);
+        mqtt::publish_args(
+            tls,
+            &["--cafile", &ca, "-V", v, "-t", &topic, "-m", "x", "-q", "1"],
+        );
     }
     tls_sub.wait_for(WAIT, |m| m.topic == "lan/tls/mqttv5");
     everything.wait_for(WAIT, |m| m.topic == "lan/tls/mqttv311");
@@ -136,14 +158,38 @@ fn tls_and_websocket_listeners_serve_real_clients() {
     // Mutual TLS: a client certificate signed by the CA is required.
     mqtt::publish_args(
         mutual,
-        &["--cafile", &ca, "--cert", &cert, "--key", &key, "-t", "lan/mutual", "-m", "m", "-q", "1"],
+        &[
+            "--cafile",
+            &ca,
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "-t",
+            "lan/mutual",
+            "-m",
+            "m",
+            "-q",
+            "1",
+        ],
     );
     everything.wait_for(WAIT, |m| m.topic == "lan/mutual");
     let port = mutual.to_string();
     let paho = mqtt::tool(
         &[
-            "pub", "--port", &port, "--cafile", &ca, "--certfile", &cert, "--keyfile", &key,
-            "--topic", "lan/mutual/paho", "--qos", "1",
+            "pub",
+            "--port",
+            &port,
+            "--cafile",
+            &ca,
+            "--certfile",
+            &cert,
+            "--keyfile",
+            &key,
+            "--topic",
+            "lan/mutual/paho",
+            "--qos",
+            "1",
         ],
         WAIT,
     );
@@ -162,8 +208,16 @@ fn tls_and_websocket_listeners_serve_real_clients() {
             let topic = format!("lan/ws/{port}/{protocol}");
             let port_s = port.to_string();
             let mut args = vec![
-                "pub", "--port", &port_s, "--websockets", "--protocol", protocol, "--topic",
-                &topic, "--qos", "1",
+                "pub",
+                "--port",
+                &port_s,
+                "--websockets",
+                "--protocol",
+                protocol,
+                "--topic",
+                &topic,
+                "--qos",
+                "1",
             ];
             args.extend(&extra);
             let out = mqtt::tool(&args, WAIT);

@@ -81,7 +81,10 @@ mod tests {
 
     #[test]
     fn loopback_only_is_quiet() {
-        assert_eq!(check(&config(&["127.0.0.1:1883", "[::1]:1883"])), Report::default());
+        assert_eq!(
+            check(&config(&["127.0.0.1:1883", "[::1]:1883"])),
+            Report::default()
+        );
     }
 
     #[test]
@@ -96,11 +99,17 @@ mod tests {
         c.password_file = Some(passwd);
         let r = check(&c);
         assert_eq!(r.warnings.len(), 1, "{r:?}");
-        assert!(r.warnings[0].contains("cross the network unencrypted"), "{r:?}");
+        assert!(
+            r.warnings[0].contains("cross the network unencrypted"),
+            "{r:?}"
+        );
         c.allow_anonymous = Some(true);
         let r = check(&c);
         assert_eq!(r.warnings.len(), 2, "{r:?}");
-        assert!(r.warnings[1].contains("anonymous clients in plain text"), "{r:?}");
+        assert!(
+            r.warnings[1].contains("anonymous clients in plain text"),
+            "{r:?}"
+        );
     }
 
     #[test]
@@ -113,7 +122,8 @@ mod tests {
         c.password_file = Some(PathBuf::from("/nonexistent/passwd"));
         let r = check(&c);
         assert_eq!(r.errors.len(), 2, "{r:?}");
-        assert!(r.errors[0].starts_with("broker.password_file: cannot read password file /nonexistent/passwd"));
+        assert!(r.errors[0]
+            .starts_with("broker.password_file: cannot read password file /nonexistent/passwd"));
         assert_eq!(
             r.errors[1],
             format!(

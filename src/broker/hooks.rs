@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rmqtt::codec::v5::{PublishAckReason, SubscribeAckReason};
+use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType};
 use rmqtt::session::Session;
 use rmqtt::types::{
@@ -83,6 +84,7 @@ impl Default for Logs {
 
 /// The broker state the hooks and the [`super::Broker`] share.
 pub struct Core {
+    pub scx: ServerContext,
     pub tap: Arc<dyn Tap>,
     pub subs: RwLock<Vec<LocalSub>>,
     pub access: Arc<Access>,
@@ -150,7 +152,7 @@ impl Core {
         }
     }
 
-    fn authenticate(&self, c: &ConnectInfo) -> HookResult {
+    async fn authenticate(&self, c: &ConnectInfo) -> HookResult {
         let id = c.id();
         let index = Self::index(id);
         let v5 = matches!(c, ConnectInfo::V5(..));
@@ -171,7 +173,12 @@ impl Core {
             will_topic: will.as_deref(),
         };
         match self.access.authenticate(index, credentials) {
-            Ok(()) => HookResult::AuthResult(AuthResult::Allow(false, None)),
+            Ok(()) => {
+                if !c.clean_start() {
+                    self.prepare_resume(id).await;
+                }
+                HookResult::AuthResult(AuthResult::Allow(false, None))
+            }
             Err(refusal) => {
                 self.refused(id, refusal.as_str(), Some(refusal));
                 // MQTT 3.1.1: 0x05 for all, like Mosquitto; MQTT 5: 0x86 or 0x87.
@@ -182,6 +189,33 @@ impl Core {
                 };
                 HookResult::AuthResult(result)
             }
+        }
+    }
+
+    /// Works around rmqtt resending a resumed session's unacknowledged messages in reverse
+    /// order (it pops them off the end of its list): reversing the stored session's in-flight
+    /// window once, just before rmqtt takes it over, makes the resend follow the original
+    /// order, as MQTT-4.4.0-1 and 3.1.1 §4.6 require. Runs when a client that resumes its
+    /// session (clean session 0 / clean start 0) has been authenticated, the last step before
+    /// rmqtt kicks the old session; a flag on the old session keeps a retried connect from
+    /// reversing it twice.
+    async fn prepare_resume(&self, id: &Id) {
+        const REVERSED: &str = "ferrule.inflight_reversed";
+        let Some(old) = self.scx.extends.shared().await.entry(id.clone()).session() else {
+            return;
+        };
+        let mut attrs = old.extra_attrs.write().await;
+        if attrs.get::<bool>(REVERSED).copied().unwrap_or(false) {
+            return;
+        }
+        attrs.insert(REVERSED.into(), true);
+        let mut inflight = old.out_inflight().write().await;
+        let mut messages = Vec::with_capacity(inflight.len());
+        while let Some(m) = inflight.pop_front() {
+            messages.push(m);
+        }
+        for m in messages.into_iter().rev() {
+            inflight.push_back(m);
         }
     }
 
@@ -397,7 +431,7 @@ impl Handler for Hooks {
     async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
         let core = &self.core;
         match param {
-            Parameter::ClientAuthenticate(c) => (false, Some(core.authenticate(c))),
+            Parameter::ClientAuthenticate(c) => (false, Some(core.authenticate(c).await)),
             Parameter::ClientConnected(s) => {
                 core.connected(s).await;
                 (true, acc)
@@ -463,7 +497,7 @@ impl Handler for Hooks {
                     Err(e) => {
                         BrokerStats::bump(&core.stats.tap_refused);
                         warn!(client_id = %s.id.client_id, topic = %msg.topic, error = %e, "publish refused");
-                        let v5 = publish.properties.is_some();
+                        let v5 = s.protocol().await.unwrap_or(0) == 5;
                         let result = refuse_tap(v5, msg.qos, &e);
                         (false, Some(HookResult::PublishAclResult(result)))
                     }
@@ -473,8 +507,22 @@ impl Handler for Hooks {
                 if matches!(from.typ(), FromType::Custom) {
                     core.received(publish);
                 }
-                // Client publishes and wills enter here first: escape their topic for rmqtt.
+                // Client publishes and wills enter here first: escape their topic for rmqtt,
+                // and give MQTT 3.1.1 messages (empty) properties: rmqtt only adds MQTT 5
+                // subscription identifiers to a message that has properties.
                 let escaped = with_topic(publish, escape(&publish.topic));
+                let escaped = match (escaped, publish.properties.is_none()) {
+                    (Some(mut p), true) => {
+                        p.inner.properties = Some(Default::default());
+                        Some(p)
+                    }
+                    (None, true) => {
+                        let mut p: Publish = (*publish).clone();
+                        p.inner.properties = Some(Default::default());
+                        Some(p)
+                    }
+                    (escaped, false) => escaped,
+                };
                 if matches!(from.typ(), FromType::LastWill) {
                     let origin = Origin::Will {
                         client_id: from.id.client_id.to_string(),

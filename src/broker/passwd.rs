@@ -357,9 +357,15 @@ pub fn update(text: &str, user: &str, line: Option<&str>) -> (String, bool) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change<'a> {
     /// Add the user or change its password, in an existing file.
-    Set { password: &'a str, iterations: NonZeroU32 },
+    Set {
+        password: &'a str,
+        iterations: NonZeroU32,
+    },
     /// Create (or overwrite) the file with only this user.
-    Create { password: &'a str, iterations: NonZeroU32 },
+    Create {
+        password: &'a str,
+        iterations: NonZeroU32,
+    },
     /// Remove the user.
     Delete,
 }
@@ -378,13 +384,29 @@ pub fn edit(path: &Path, user: &str, change: Change<'_>) -> Result<(), PasswdErr
         }
     };
     let text = match (change, existing) {
-        (Change::Create { password, iterations }, _) => {
+        (
+            Change::Create {
+                password,
+                iterations,
+            },
+            _,
+        ) => {
             let mut line = entry(user, password, iterations)?;
             line.push('\n');
             line
         }
-        (_, None) => return Err(PasswdError::Missing { path: path.to_owned() }),
-        (Change::Set { password, iterations }, Some(text)) => {
+        (_, None) => {
+            return Err(PasswdError::Missing {
+                path: path.to_owned(),
+            })
+        }
+        (
+            Change::Set {
+                password,
+                iterations,
+            },
+            Some(text),
+        ) => {
             // A file that does not parse is not edited (its error names the line).
             PasswordFile::parse(&text).map_err(|(line, message)| PasswdError::Invalid {
                 path: path.to_owned(),
@@ -587,7 +609,15 @@ mod tests {
             edit(&path, "a", set("x")),
             Err(PasswdError::Missing { .. })
         ));
-        edit(&path, "a", Change::Create { password: "pa", iterations: n }).expect("create");
+        edit(
+            &path,
+            "a",
+            Change::Create {
+                password: "pa",
+                iterations: n,
+            },
+        )
+        .expect("create");
         edit(&path, "b", set("pb")).expect("add");
         edit(&path, "a", set("pa2")).expect("change");
         let file = PasswordFile::load(&path).expect("load");
@@ -603,6 +633,9 @@ mod tests {
             Err(PasswdError::NoSuchUser { .. })
         ));
         let file = PasswordFile::load(&path).expect("load");
-        assert_eq!((file.len(), file.verify("a", b"pa2")), (1, Verdict::UnknownUser));
+        assert_eq!(
+            (file.len(), file.verify("a", b"pa2")),
+            (1, Verdict::UnknownUser)
+        );
     }
 }

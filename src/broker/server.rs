@@ -219,6 +219,7 @@ impl Broker {
             server = server.listener_by_id(bound, lid);
         }
         let core = Arc::new(Core {
+            scx: scx.clone(),
             tap,
             subs: RwLock::new(Vec::new()),
             access,

@@ -271,6 +271,19 @@ impl Subscription {
         }
     }
 
+    /// Unsubscribes from `filter` and waits for the UNSUBACK.
+    pub fn unsubscribe(&mut self, filter: &str) {
+        let done = |r: &Received| r.other.iter().filter(|l| *l == "UNSUBSCRIBED").count();
+        let before = self.received.read(done);
+        self.proc.write_line(&format!("unsubscribe {filter}"));
+        let acked = self.received.wait_for(TIMEOUT, |r| {
+            (done(r) > before || r.ended).then_some(done(r) > before)
+        });
+        if acked != Some(true) {
+            self.fail(&format!("an UNSUBACK for {filter}"));
+        }
+    }
+
     /// How many SUBACKs the client has had.
     pub fn subscribed_count(&self) -> usize {
         self.received.read(|r| r.subscribed)
@@ -511,7 +524,13 @@ pub fn connect(port: u16, args: &[&str]) -> Connack {
         .stdout
         .iter()
         .find_map(|l| l.strip_prefix("CONNACK "))
-        .unwrap_or_else(|| panic!("no CONNACK from port {port} ({}):\n{}", done.status, done.tail()))
+        .unwrap_or_else(|| {
+            panic!(
+                "no CONNACK from port {port} ({}):\n{}",
+                done.status,
+                done.tail()
+            )
+        })
         .to_owned();
     let mut parts = line.split(' ');
     let code = parts.next().and_then(|c| c.parse().ok());
