@@ -145,7 +145,7 @@ pub fn matches(filter: &str, topic: &str) -> bool {
     }
 }
 
-/// Whether some topic name matches both (valid) filters, with the `$` rule of [`matches`].
+/// Whether some topic name matches both (valid) filters, with the `$` rule of [`matches()`].
 pub fn filters_overlap(a: &str, b: &str) -> bool {
     if hides_dollar(a, b) || hides_dollar(b, a) {
         return false;
@@ -161,7 +161,7 @@ pub fn filters_overlap(a: &str, b: &str) -> bool {
 }
 
 /// Whether every topic name that `inner` matches is also matched by `outer` (both valid
-/// filters), with the `$` rule of [`matches`].
+/// filters), with the `$` rule of [`matches()`].
 pub fn filter_covers(outer: &str, inner: &str) -> bool {
     if hides_dollar(outer, inner) {
         return false;

@@ -18,7 +18,7 @@
 //!   message expiry; queued messages likewise never expire on their own.
 //!
 //! Where rmqtt 0.24 deviates from the MQTT specification or from Mosquitto, ferrule corrects it
-//! (each with an integration test in `tests/broker_*.rs`):
+//! (each with an integration test with real clients in `tests/broker_*.rs`):
 //! - topics with `$` levels after the first ([`super::escape`]);
 //! - keepalive timeout and MQTT 3.1.1 session lifetime ([`super::fitter`]);
 //! - one copy per client at the highest QoS for overlapping subscriptions, and read access per
@@ -27,6 +27,10 @@
 //!   ([`super::retain`], and a message expiry of 0 on every listener);
 //! - in-session resending of unacknowledged messages every 20 s (MQTT 5 allows resending only
 //!   on reconnect; Mosquitto does not resend in-session): off (a retry interval of 0);
+//! - unacknowledged messages of a resumed session resent in reverse order (MQTT-4.4.0-1
+//!   wants the original order): `Core::prepare_resume` in [`super::hooks`];
+//! - MQTT 5 subscription identifiers dropped on messages from MQTT 3.1.1 publishers: such
+//!   messages get empty properties on the way in ([`super::hooks`]);
 //! - rmqtt's TLS (aws-lc) is replaced by ferrule's own TLS front ([`super::front`]).
 //!
 //! What stays rmqtt's, documented rather than corrected:

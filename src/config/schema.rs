@@ -534,6 +534,60 @@ uplink:
     }
 
     #[test]
+    fn broker_section_decodes_with_paths_relative_to_the_config() {
+        let text = format!(
+            "{MINIMAL}broker:
+  listeners:
+    - {{bind: \"0.0.0.0:8883\", tls: {{cert: tls/s.crt, key: /k/s.key, ca: ca.crt, require_certificate: true}}}}
+    - {{bind: \"0.0.0.0:9001\", protocol: websockets, allow_anonymous: true}}
+    - {{bind: \"127.0.0.1:1883\"}}
+  allow_anonymous: false
+  password_file: passwd
+  acl_file: /etc/acl
+  persistence_file: state/b.db
+  max_connections: 50
+  max_packet_size: 4096
+  max_queued_messages: 10
+  max_inflight: 5
+  sys_interval: 30s
+"
+        );
+        let b = parse(&text, &origin()).expect("valid").broker;
+        let tls = b.listeners[0].tls.clone().expect("tls");
+        assert_eq!(tls.cert, PathBuf::from("/etc/ferrule/tls/s.crt"));
+        assert_eq!(tls.key, PathBuf::from("/k/s.key"));
+        assert_eq!(tls.ca, Some(PathBuf::from("/etc/ferrule/ca.crt")));
+        assert!(tls.require_certificate);
+        assert_eq!(b.listeners[1].protocol, ListenerProtocol::Websockets);
+        assert_eq!(b.listeners[1].allow_anonymous, Some(true));
+        assert_eq!(b.allow_anonymous, Some(false));
+        assert!(b.anonymous_allowed(&b.listeners[1]));
+        assert!(
+            !b.anonymous_allowed(&b.listeners[2]),
+            "the broker-wide setting"
+        );
+        assert_eq!(b.password_file, Some(PathBuf::from("/etc/ferrule/passwd")));
+        assert_eq!(b.acl_file, Some(PathBuf::from("/etc/acl")));
+        assert_eq!(
+            b.persistence,
+            Some(PathBuf::from("/etc/ferrule/state/b.db"))
+        );
+        assert_eq!(b.max_connections, Some(50));
+        assert_eq!(
+            (b.max_packet_size, b.max_queued_messages, b.max_inflight),
+            (4096, 10, 5)
+        );
+        assert_eq!(b.sys_interval, Some(Duration::from_secs(30)));
+
+        let off = format!("{MINIMAL}broker: {{persistence: false, sys_interval: off}}\n");
+        let b = parse(&off, &origin()).expect("valid").broker;
+        assert_eq!((&b.persistence, b.sys_interval), (&None, None));
+        assert!(b.anonymous_allowed(&b.listeners[0]), "loopback default");
+        let network = Listener::plain("0.0.0.0:1883".parse().expect("addr"));
+        assert!(!b.anonymous_allowed(&network), "non-loopback default");
+    }
+
+    #[test]
     fn uplink_defaults_and_relative_queue_path() {
         let with = |uplink: &str| {
             let text = format!("{MINIMAL}uplink:\n{uplink}");
