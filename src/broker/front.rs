@@ -68,6 +68,8 @@ pub struct Front {
     pub table: Arc<FrontTable>,
     /// For logs: the listener's name.
     pub name: String,
+    /// TCP_NODELAY on client connections (`broker.tcp_nodelay`).
+    pub nodelay: bool,
 }
 
 impl Front {
@@ -78,6 +80,7 @@ impl Front {
             loop {
                 match self.listener.accept().await {
                     Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(self.nodelay);
                         let conn = Connection {
                             acceptor: self.acceptor.clone(),
                             upstream: self.upstream,
@@ -110,7 +113,6 @@ struct Connection {
 
 impl Connection {
     async fn run(self, stream: TcpStream, peer: SocketAddr) {
-        let _ = stream.set_nodelay(true);
         let mut tls =
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
@@ -121,6 +123,7 @@ impl Connection {
             Ok(up) => up,
             Err(e) => return self.failed(peer, &format!("private listener unreachable: {e}")),
         };
+        // The loopback hop adds no latency of its own; coalescing happens on the client side.
         let _ = up.set_nodelay(true);
         let port = match up.local_addr() {
             Ok(addr) => addr.port(),

@@ -469,7 +469,7 @@ fn bind(
         .name(listener_name(l, l.bind))
         .laddr(laddr)
         .reuseaddr(Some(true))
-        .nodelay(true)
+        .nodelay(config.tcp_nodelay)
         // Every CONNECT goes through ferrule's authentication hook (see hooks.rs).
         .allow_anonymous(false)
         .max_packet_size(config.max_packet_size)
@@ -503,6 +503,7 @@ fn bind(
         upstream: local,
         table: table.clone(),
         name: listener_name(l, addr),
+        nodelay: config.tcp_nodelay,
     });
     Ok((bound, addr))
 }

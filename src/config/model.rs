@@ -84,6 +84,9 @@ pub struct BrokerConfig {
     pub max_inflight: u16,
     /// Period of the `$SYS/broker/...` statistics; `None` when `sys_interval: off`.
     pub sys_interval: Option<Duration>,
+    /// Send each packet at once (TCP_NODELAY) instead of letting the kernel coalesce small
+    /// packets (Nagle), like Mosquitto's `set_tcp_nodelay` (default off).
+    pub tcp_nodelay: bool,
 }
 
 impl BrokerConfig {
@@ -100,6 +103,7 @@ impl BrokerConfig {
             max_queued_messages: DEFAULT_MAX_QUEUED_MESSAGES,
             max_inflight: DEFAULT_MAX_INFLIGHT,
             sys_interval: Some(DEFAULT_SYS_INTERVAL),
+            tcp_nodelay: false,
         }
     }
 

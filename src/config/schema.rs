@@ -32,6 +32,7 @@ const BROKER: &[&str] = &[
     "max_queued_messages",
     "max_inflight",
     "sys_interval",
+    "tcp_nodelay",
 ];
 const LISTENER: &[&str] = &["bind", "tls", "protocol", "allow_anonymous"];
 const LISTENER_TLS: &[&str] = &["cert", "key", "ca", "require_certificate"];
@@ -123,6 +124,7 @@ fn broker(cx: &mut Ctx, node: &Value, origin: &Origin) -> Option<BrokerConfig> {
     );
     let max_inflight = m.or(cx, "max_inflight", Window(DEFAULT_MAX_INFLIGHT));
     let sys_interval = m.or(cx, "sys_interval", Period(Some(DEFAULT_SYS_INTERVAL)));
+    let tcp_nodelay = m.or(cx, "tcp_nodelay", false);
     let listeners = match listeners? {
         Some(listeners) if !listeners.is_empty() => listeners,
         _ => vec![default_listener()],
@@ -143,6 +145,7 @@ fn broker(cx: &mut Ctx, node: &Value, origin: &Origin) -> Option<BrokerConfig> {
         max_queued_messages: max_queued?.0,
         max_inflight: max_inflight?.0,
         sys_interval: sys_interval?.0,
+        tcp_nodelay: tcp_nodelay?,
     })
 }
 
@@ -550,6 +553,7 @@ uplink:
   max_queued_messages: 10
   max_inflight: 5
   sys_interval: 30s
+  tcp_nodelay: true
 "
         );
         let b = parse(&text, &origin()).expect("valid").broker;
@@ -578,6 +582,7 @@ uplink:
             (4096, 10, 5)
         );
         assert_eq!(b.sys_interval, Some(Duration::from_secs(30)));
+        assert!(b.tcp_nodelay);
 
         let off = format!("{MINIMAL}broker: {{persistence: false, sys_interval: off}}\n");
         let b = parse(&off, &origin()).expect("valid").broker;
