@@ -16,8 +16,9 @@
 //! message the ACL refuses is neither queued upstream nor delivered.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -92,6 +93,9 @@ pub struct Core {
     pub fronts: Arc<FrontTable>,
     pub listeners: Vec<ListenerInfo>,
     pub store: Option<Store>,
+    /// Client ids with a session in the persistence file (so a clean connect deletes nothing
+    /// when there is nothing stored).
+    pub stored: Mutex<HashSet<String>>,
     pub max_queued: u32,
     pub logs: Logs,
 }
@@ -268,14 +272,32 @@ impl Core {
             return;
         };
         let client_id = s.id.client_id.to_string();
-        if !s.session_present().await.unwrap_or(false) {
+        let index = u16::try_from(Self::index(&s.id)).unwrap_or(0);
+        let created = s.created_at().await.unwrap_or_else(|_| timestamp_millis());
+        let row = session_row(&connect, index, created);
+        let was_stored = {
+            let mut stored = self.stored.lock().unwrap_or_else(PoisonError::into_inner);
+            match row {
+                Some(_) => !stored.insert(client_id.clone()),
+                None => stored.remove(&client_id),
+            }
+        };
+        if was_stored && !s.session_present().await.unwrap_or(false) {
             // Whatever was stored under this client id is gone.
             store.delete_session(client_id);
         }
-        let index = u16::try_from(Self::index(&s.id)).unwrap_or(0);
-        let created = s.created_at().await.unwrap_or_else(|_| timestamp_millis());
-        if let Some(row) = session_row(&connect, index, created) {
+        if let Some(row) = row {
             store.session(row);
+        }
+    }
+
+    fn forget(&self, client_id: String) {
+        if let Some(store) = &self.store {
+            self.stored
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&client_id);
+            store.delete_session(client_id);
         }
     }
 
@@ -301,14 +323,13 @@ impl Core {
     }
 
     async fn terminated(&self, s: &Session) {
-        let Some(store) = &self.store else { return };
-        if !persistent(s).await {
+        if self.store.is_none() || !persistent(s).await {
             return;
         }
         // A newer session with the same client id keeps its stored state.
         let current = s.scx.extends.shared().await.entry(s.id.clone()).id_same();
         if current != Some(false) {
-            store.delete_session(s.id.client_id.to_string());
+            self.forget(s.id.client_id.to_string());
         }
     }
 

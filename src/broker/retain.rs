@@ -3,8 +3,9 @@
 //! Invariants: a retained message lives until it is replaced or cleared by an empty retained
 //! publish, like Mosquitto; only an explicit MQTT 5 message expiry set by the publisher ends it
 //! earlier (counted from when it was published, across restarts). rmqtt would otherwise apply
-//! the listener's default expiry to retained messages. With persistence, every change is also
-//! handed to the persistence writer, and [`RetainStore::load`] puts the stored ones back.
+//! the listener's default expiry to retained messages. With persistence, every change (except
+//! the broker's own `$SYS` values) is also handed to the persistence writer, and
+//! [`RetainStore::load`] puts the stored ones back.
 
 use std::time::Duration;
 
@@ -32,7 +33,7 @@ impl RetainStore {
     }
 
     /// Puts back retained messages read from the store (expired ones are skipped).
-    pub async fn load(&self, messages: Vec<StoredMessage>, node: u64) -> rmqtt::Result<usize> {
+    pub async fn load(&self, messages: Vec<StoredMessage>, node: u64) -> usize {
         let now = timestamp_millis();
         let from = RFrom::from_system(Id::new(
             node,
@@ -64,10 +65,14 @@ impl RetainStore {
                 from: from.clone(),
                 publish,
             };
-            self.inner.set_with_timeout(&topic, retain, expiry).await?;
-            loaded += 1;
+            match self.inner.set_with_timeout(&topic, retain, expiry).await {
+                Ok(()) => loaded += 1,
+                Err(e) => {
+                    tracing::warn!(topic = %m.topic, error = %e, "stored retained message not restored")
+                }
+            }
         }
-        Ok(loaded)
+        loaded
     }
 }
 
@@ -92,7 +97,8 @@ impl RetainStorage for RetainStore {
         retain: Retain,
         _listener_expiry: Option<Duration>,
     ) -> rmqtt::Result<()> {
-        if let Some(store) = &self.store {
+        // `$SYS` values are regenerated after a restart; writing them would only wear the disk.
+        if let Some(store) = self.store.as_ref().filter(|_| !topic.starts_with("$SYS/")) {
             let plain = unescape(topic).into_owned();
             let stored = (!retain.publish.payload.is_empty()).then(|| {
                 let mut m = stored_message(&retain.publish, &retain.from);

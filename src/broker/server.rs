@@ -42,7 +42,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::num::{NonZeroU16, NonZeroU32};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -231,6 +231,12 @@ impl Broker {
             fronts: fronts_table,
             listeners: infos,
             store: store.clone(),
+            stored: Mutex::new(
+                loaded
+                    .as_ref()
+                    .map(|l| l.sessions.iter().map(|s| s.row.client_id.clone()).collect())
+                    .unwrap_or_default(),
+            ),
             max_queued: config.max_queued_messages,
             logs: Logs::default(),
         });
@@ -257,13 +263,15 @@ impl Broker {
         register.start().await;
 
         if let Some(loaded) = loaded {
-            let count = retain.load(loaded.retained, node).await.unwrap_or(0);
+            let count = retain.load(loaded.retained, node).await;
             let listeners = u16::try_from(config.listeners.len()).unwrap_or(u16::MAX);
             // The retain store must be in place before sessions are rebuilt.
             *scx.extends.retain_mut().await = Box::new(retain);
             let (expired, rebuilt) = sessions::restore(&scx, loaded.sessions, listeners).await;
             if let Some(store) = &store {
+                let mut stored = core.stored.lock().unwrap_or_else(PoisonError::into_inner);
                 for client_id in expired {
+                    stored.remove(&client_id);
                     store.delete_session(client_id);
                 }
             }
