@@ -575,15 +575,15 @@ async fn run(secs: u64, rounds: u64) -> anyhow::Result<()> {
     println!();
 
     // Queues large enough that throughput measures delivery, not a drop policy.
-    let ferrule = Broker::ferrule_with("  max_queued_messages: 10000000")?;
+    let ferrule = Broker::ferrule_with("  max_queued_messages: 10000000\n  tcp_nodelay: false")?;
     let nodelay = Broker::ferrule_with("  max_queued_messages: 10000000\n  tcp_nodelay: true")?;
     let mosquitto = Broker::mosquitto_with("max_queued_messages 0")?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let brokers = [&ferrule, &nodelay, &mosquitto];
     let shapes = shapes();
-    println!("Brokers: ferrule (defaults), ferrule with `tcp_nodelay: true`, Mosquitto (defaults); ratios are ferrule / Mosquitto.\n");
+    println!("Brokers: ferrule with `tcp_nodelay: false` (\"nagle\") and `true` (\"nodelay\"), Mosquitto with its defaults (set_tcp_nodelay false); queues unbounded on all; ratios are ferrule / Mosquitto.\n");
     println!("## Throughput: {THROUGHPUT_MESSAGES} messages published as fast as the clients go, time to the last delivery (median of {rounds} rounds)\n");
-    println!("| scenario | ferrule delivered/s | ferrule nodelay | mosquitto | ratio | ratio nodelay | acks/s ferrule / nodelay / mosquitto | delivered of published |");
+    println!("| scenario | ferrule nagle delivered/s | ferrule nodelay | mosquitto | ratio nagle | ratio nodelay | acks/s nagle / nodelay / mosquitto | delivered of published |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for shape in &shapes {
         let mut results: [Vec<Throughput>; 3] = [Vec::new(), Vec::new(), Vec::new()];
@@ -622,7 +622,7 @@ async fn run(secs: u64, rounds: u64) -> anyhow::Result<()> {
         );
     }
     println!("\n## Latency at {LATENCY_RATE} messages/s published (ms, send to receive; median of {rounds} rounds, max of all)\n");
-    println!("| scenario | ferrule p50 / p99 / max | ferrule nodelay p50 / p99 / max | mosquitto p50 / p99 / max | p99 ratio | p99 ratio nodelay |");
+    println!("| scenario | ferrule nagle p50 / p99 / max | ferrule nodelay p50 / p99 / max | mosquitto p50 / p99 / max | p99 ratio nagle | p99 ratio nodelay |");
     println!("|---|---:|---:|---:|---:|---:|");
     for shape in &shapes {
         let mut results: [Vec<Latency>; 3] = [Vec::new(), Vec::new(), Vec::new()];
