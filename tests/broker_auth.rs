@@ -436,3 +436,68 @@ fn the_acl_protects_ferrules_command_topics_and_the_will_topic() {
     ok.extend(["--will-topic", "alice/will"]);
     assert_eq!(mqtt::connect(port, &ok).code, 0);
 }
+
+#[test]
+fn ferrule_passwd_prompts_on_the_terminal_without_echo() {
+    // `script` gives ferrule a terminal; the password goes in through it.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("passwd");
+    let command = format!(
+        "{} passwd -c {} dave",
+        Ferrule::bin().display(),
+        file.display()
+    );
+    let mut p = common::process::Proc::spawn(
+        "script",
+        Command::new("script").args(["-qec", &command, "/dev/null"]),
+    );
+    // The terminal buffers both lines until ferrule reads them after its prompts.
+    p.write_line("pr0mpted");
+    p.write_line("pr0mpted");
+    assert!(p.wait_exit(WAIT).success(), "{}", p.tail());
+    assert!(p.tail().contains("Reenter password:"), "{}", p.tail());
+    let users = ferrule::broker::passwd::PasswordFile::load(&file).expect("password file");
+    assert_eq!(
+        users.verify("dave", b"pr0mpted"),
+        ferrule::broker::passwd::Verdict::Valid
+    );
+}
+
+#[test]
+fn check_warns_about_passwords_in_plain_text_on_the_network() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    mosquitto_passwd(&dir.path().join("passwd"), true, "sha512-pbkdf2", "u", "p");
+    let yaml = "site: b\nbroker:\n  listeners: [{bind: \"0.0.0.0:1883\"}]\n  password_file: passwd\n\
+                devices:\n  - {name: dev, tcp: \"127.0.0.1:9\", points: [{name: p, kind: holding, address: 0}]}\n";
+    let path = Ferrule::write_config(dir.path(), yaml);
+    let out = Ferrule::output(&["check", path.to_str().expect("UTF-8")], WAIT);
+    assert_eq!(out.status.code(), Some(0), "{}", out.tail());
+    assert!(
+        out.lines
+            .iter()
+            .any(|l| l.starts_with("warning: broker.listeners[0] (`0.0.0.0:1883`) is plain text")),
+        "{}",
+        out.tail()
+    );
+    // A broken ACL file stops `check` (and `run`), naming the line.
+    std::fs::write(dir.path().join("acl"), "topic read a\nuser\n").expect("acl");
+    let yaml = yaml.replace(
+        "password_file: passwd",
+        "password_file: passwd\n  acl_file: acl",
+    );
+    let path = Ferrule::write_config(dir.path(), &yaml);
+    let out = Ferrule::output(&["check", path.to_str().expect("UTF-8")], WAIT);
+    assert_eq!(out.status.code(), Some(2), "{}", out.tail());
+    assert!(
+        out.tail().contains("acl:2: `user` needs a username"),
+        "{}",
+        out.tail()
+    );
+    let mut run = Ferrule::run(&path);
+    assert!(!run.wait_exit(WAIT).success());
+    assert!(
+        run.tail().contains("acl:2: `user` needs a username"),
+        "{}",
+        run.tail()
+    );
+}
