@@ -313,7 +313,10 @@ impl Core {
             );
         }
         if let Some(store) = &self.store {
-            if persistent(s).await {
+            // A connection taken over by a new one of the same client id: the session lives on.
+            let replaced = kicked(reason)
+                || s.scx.extends.shared().await.entry(s.id.clone()).id_same() == Some(false);
+            if !replaced && persistent(s).await {
                 let disconnect = s.disconnect().await.ok().flatten();
                 let expiry = s.fitter.session_expiry_interval(disconnect.as_ref());
                 let secs = u32::try_from(expiry.as_secs()).unwrap_or(u32::MAX);
@@ -370,6 +373,15 @@ fn show_addr(addr: Option<SocketAddr>) -> String {
 
 fn show_user(user: Option<&str>) -> &str {
     user.unwrap_or("-")
+}
+
+/// Whether the connection ended because a new one with the same client id took over.
+fn kicked(reason: &Reason) -> bool {
+    match reason {
+        Reason::ConnectKicked(_) => true,
+        Reason::Reasons(all) => all.iter().any(kicked),
+        _ => false,
+    }
 }
 
 fn protocol_name(level: u8) -> &'static str {
