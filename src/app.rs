@@ -52,7 +52,7 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
         _ => Arc::new(NoTap),
     };
 
-    let broker = Arc::new(Broker::start(&config.broker.listeners, tap).await?);
+    let broker = Arc::new(Broker::start(&config.broker, tap).await?);
     let commands = broker.subscribe(&topics.command_filter(), COMMAND_BACKLOG);
     let agent_state = |state: &str| {
         Message::agent(
@@ -146,7 +146,7 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
             .await
             .context("cannot close the uplink queue cleanly")?;
     }
-    broker.shutdown();
+    broker.shutdown().await;
     info!("stopped");
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! The command line: `run`, `check`, `simulate`, `probe`, `demo`.
+//! The command line: `run`, `check`, `simulate`, `probe`, `demo`, `passwd`.
 //!
 //! Exit codes: 0 success; 1 a runtime failure (a port in use, an unreadable queue, ...);
 //! 2 an invalid config or bad usage.
@@ -13,6 +13,7 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::app;
+use crate::broker;
 use crate::config::{self, Config, ConfigError, Device, Origin, Point, RegisterKind, Transport};
 use crate::field::{busload, plan, probe, simulator};
 
@@ -57,6 +58,31 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:1883")]
         listen: SocketAddr,
     },
+    /// Add a user to a Mosquitto password file, change its password, or delete it (the file
+    /// works with ferrule's `broker.password_file` and with Mosquitto itself).
+    Passwd(PasswdArgs),
+}
+
+/// `ferrule passwd [-c | -D] [--stdin] [-I N] FILE USER`, like `mosquitto_passwd`.
+#[derive(Debug, Args)]
+pub struct PasswdArgs {
+    /// Create the file with only this user, overwriting an existing file.
+    #[arg(short = 'c')]
+    create: bool,
+    /// Delete the user.
+    #[arg(short = 'D', conflicts_with_all = ["create", "stdin"])]
+    delete: bool,
+    /// Read the password from the first line of standard input instead of prompting.
+    #[arg(long)]
+    stdin: bool,
+    /// PBKDF2-SHA512 iterations (mosquitto_passwd uses 101).
+    #[arg(short = 'I', long, default_value_t = broker::passwd::DEFAULT_ITERATIONS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    iterations: u32,
+    /// The password file.
+    file: PathBuf,
+    /// The user name.
+    user: String,
 }
 
 /// `ferrule probe TARGET --unit N --holding ADDRESS [--count N]`.
@@ -125,7 +151,82 @@ pub fn main(cli: Cli) -> ExitCode {
             Ok(config) => runtime(demo(config)),
             Err(e) => report(&e),
         },
+        Command::Passwd(args) => match passwd(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => report(&e),
+        },
     }
+}
+
+fn passwd(args: &PasswdArgs) -> anyhow::Result<()> {
+    use broker::passwd::{edit, Change};
+    let iterations =
+        std::num::NonZeroU32::new(args.iterations).context("iterations must be at least 1")?;
+    if !args.create && !args.file.exists() {
+        anyhow::bail!(
+            "{} does not exist; use -c to create it",
+            args.file.display()
+        );
+    }
+    let password = if args.delete {
+        String::new()
+    } else if args.stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
+        line.trim_end_matches(['\n', '\r']).to_owned()
+    } else {
+        let first = prompt("Password: ")?;
+        if prompt("Reenter password: ")? != first {
+            anyhow::bail!("passwords do not match");
+        }
+        first
+    };
+    if !args.delete && password.is_empty() {
+        anyhow::bail!("the password is empty");
+    }
+    let change = if args.delete {
+        Change::Delete
+    } else if args.create {
+        Change::Create {
+            password: &password,
+            iterations,
+        }
+    } else {
+        Change::Set {
+            password: &password,
+            iterations,
+        }
+    };
+    edit(&args.file, &args.user, change)?;
+    Ok(())
+}
+
+/// Reads a line from the terminal without echoing it (`stty -echo` around the read).
+fn prompt(text: &str) -> anyhow::Result<String> {
+    use std::io::{BufRead as _, Write as _};
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .context("no terminal to ask for the password on; use --stdin")?;
+    let stty = |arg: &str| {
+        std::process::Command::new("stty")
+            .arg(arg)
+            .stdin(tty.try_clone()?)
+            .status()
+    };
+    (&tty).write_all(text.as_bytes())?;
+    let echo_off = stty("-echo").is_ok_and(|s| s.success());
+    let mut line = String::new();
+    let read = std::io::BufReader::new(&tty).read_line(&mut line);
+    if echo_off {
+        let _ = stty("echo");
+    }
+    (&tty).write_all(b"\n")?;
+    read.context("cannot read the password")?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
 }
 
 fn with_config(arg: &ConfigArg, f: impl FnOnce(Config) -> ExitCode) -> ExitCode {
@@ -208,6 +309,17 @@ fn check(arg: &ConfigArg) -> ExitCode {
     };
     match config::load(path) {
         Ok(config) => {
+            let broker = broker::check::check(&config.broker);
+            for warning in &broker.warnings {
+                eprintln!("warning: {warning}");
+            }
+            if !broker.errors.is_empty() {
+                for error in &broker.errors {
+                    eprintln!("{}: {error}", path.display());
+                }
+                eprintln!("{} error(s) in files the config names", broker.errors.len());
+                return ExitCode::from(EXIT_INVALID);
+            }
             print!("{}", summary(&path.display().to_string(), &config));
             ExitCode::SUCCESS
         }
@@ -229,7 +341,14 @@ pub fn summary(name: &str, config: &Config) -> String {
         .broker
         .listeners
         .iter()
-        .map(|l| l.bind.to_string())
+        .map(|l| {
+            let tls = if l.tls.is_some() { " tls" } else { "" };
+            let ws = match l.protocol {
+                config::ListenerProtocol::Mqtt => "",
+                config::ListenerProtocol::Websockets => " websockets",
+            };
+            format!("{}{tls}{ws}", l.bind)
+        })
         .collect();
     let _ = writeln!(out, "  broker listeners: {}", listeners.join(", "));
     let _ = writeln!(
@@ -464,7 +583,9 @@ fn demo_config(listen: SocketAddr) -> anyhow::Result<Config> {
     };
     let mut config =
         config::parse(DEMO_CONFIG, &origin).context("the built-in demo config is invalid")?;
-    config.broker.listeners = vec![config::Listener { bind: listen }];
+    config.broker.listeners = vec![config::Listener::plain(listen)];
+    // The demo leaves no files behind.
+    config.broker.persistence = None;
     config.uplink = None;
     Ok(config)
 }

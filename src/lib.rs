@@ -12,7 +12,7 @@
 //! - [`errors`]  error chains for logs
 //! - [`backoff`] capped exponential backoff with jitter for every reconnect
 //! - [`app`]     wiring, cancellation, drain order
-//! - [`cli`]     the subcommands: run, check, simulate, probe, demo
+//! - [`cli`]     the subcommands: run, check, simulate, probe, demo, passwd
 
 pub mod app;
 pub mod backoff;

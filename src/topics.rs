@@ -145,6 +145,44 @@ pub fn matches(filter: &str, topic: &str) -> bool {
     }
 }
 
+/// Whether some topic name matches both (valid) filters, with the `$` rule of [`matches()`].
+pub fn filters_overlap(a: &str, b: &str) -> bool {
+    if hides_dollar(a, b) || hides_dollar(b, a) {
+        return false;
+    }
+    let (mut a, mut b) = (a.split('/'), b.split('/'));
+    loop {
+        match (a.next(), b.next()) {
+            (Some("#"), _) | (_, Some("#")) | (None, None) => return true,
+            (Some(x), Some(y)) if x == "+" || y == "+" || x == y => {}
+            _ => return false,
+        }
+    }
+}
+
+/// Whether every topic name that `inner` matches is also matched by `outer` (both valid
+/// filters), with the `$` rule of [`matches()`].
+pub fn filter_covers(outer: &str, inner: &str) -> bool {
+    if hides_dollar(outer, inner) {
+        return false;
+    }
+    let (mut o, mut i) = (outer.split('/'), inner.split('/'));
+    loop {
+        match (o.next(), i.next()) {
+            (Some("#"), _) | (None, None) => return true,
+            (Some("+"), Some(level)) if level != "#" => {}
+            (Some(x), Some(y)) if x == y && x != "+" => {}
+            _ => return false,
+        }
+    }
+}
+
+/// A filter starting with a wildcard matches no topic of a filter whose first level is a literal
+/// starting with `$`.
+fn hides_dollar(wild: &str, literal: &str) -> bool {
+    (wild.starts_with('+') || wild.starts_with('#')) && literal.starts_with('$')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +256,34 @@ mod tests {
         ];
         for (f, t, want) in cases {
             assert_eq!(matches(f, t), want, "{f} vs {t}");
+        }
+    }
+
+    #[test]
+    fn filters_overlapping_and_covering() {
+        // (a, b, overlap, a covers b)
+        let cases = [
+            ("#", "a/b", true, true),
+            ("a/#", "a", true, true),
+            ("a", "a/#", true, false),
+            ("a/+", "a/b", true, true),
+            ("a/b", "a/+", true, false),
+            ("a/+", "+/b", true, false),
+            ("a/+", "a/+", true, true),
+            ("a/+", "a/#", true, false),
+            ("a/+/c", "a/b/d", false, false),
+            ("a/b", "a/b/c", false, false),
+            ("+/+", "a/b/c", false, false),
+            ("#", "$SYS/#", false, false),
+            ("+/x", "$SYS/x", false, false),
+            ("$SYS/#", "$SYS/broker/+", true, true),
+            ("site/+/+/set", "site/#", true, false),
+            ("site/#", "site/+/+/set", true, true),
+        ];
+        for (a, b, overlap, covers) in cases {
+            assert_eq!(filters_overlap(a, b), overlap, "overlap {a} {b}");
+            assert_eq!(filters_overlap(b, a), overlap, "overlap {b} {a}");
+            assert_eq!(filter_covers(a, b), covers, "{a} covers {b}");
         }
     }
 }

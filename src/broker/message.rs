@@ -5,7 +5,9 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
+use rmqtt::types::{CodecPublish, Publish, QoS};
 
+use super::escape::{escape, unescape};
 use crate::config::Qos;
 
 /// Who put a message into the broker.
@@ -61,5 +63,56 @@ impl Message {
             response_topic: None,
             correlation_data: None,
         }
+    }
+}
+
+fn qos_to_rmqtt(qos: Qos) -> QoS {
+    match qos {
+        Qos::AtMostOnce => QoS::AtMostOnce,
+        Qos::AtLeastOnce => QoS::AtLeastOnce,
+        Qos::ExactlyOnce => QoS::ExactlyOnce,
+    }
+}
+
+fn qos_from_rmqtt(qos: QoS) -> Qos {
+    match qos {
+        QoS::AtMostOnce => Qos::AtMostOnce,
+        QoS::AtLeastOnce => Qos::AtLeastOnce,
+        QoS::ExactlyOnce => Qos::ExactlyOnce,
+    }
+}
+
+/// The rmqtt form of a message (topic escaped for rmqtt, created now).
+pub(super) fn to_rmqtt(msg: Message) -> Publish {
+    let properties = rmqtt::codec::v5::PublishProperties {
+        response_topic: msg.response_topic.map(Into::into),
+        correlation_data: msg.correlation_data,
+        ..Default::default()
+    };
+    let p = CodecPublish {
+        dup: false,
+        retain: msg.retain,
+        qos: qos_to_rmqtt(msg.qos),
+        topic: escape(&msg.topic).into_owned().into(),
+        packet_id: None,
+        payload: msg.payload,
+        properties: Some(properties),
+    };
+    Publish::from(p).create_time(rmqtt::utils::timestamp_millis())
+}
+
+/// The message an rmqtt publish carries (topic unescaped).
+pub(super) fn from_rmqtt(p: &Publish, origin: Origin) -> Message {
+    let props = p.properties.as_ref();
+    Message {
+        topic: unescape(&p.topic).into_owned(),
+        payload: p.payload.clone(),
+        qos: qos_from_rmqtt(p.qos),
+        retain: p.retain,
+        origin,
+        response_topic: props
+            .and_then(|p| p.response_topic.as_ref())
+            .map(|t| t.to_string()),
+        correlation_data: props.and_then(|p| p.correlation_data.clone()),
     }
 }

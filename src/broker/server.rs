@@ -1,44 +1,75 @@
 //! The embedded broker: rmqtt behind one narrow interface.
 //!
-//! What the rest of ferrule sees: [`Broker::start`] (bind listeners, fail with a clear error),
-//! [`Broker::publish`] (the agent publishes in-process), [`Broker::subscribe`] (an in-process
-//! subscription stream, e.g. for commands) and a [`Tap`] that sees every message entering the
-//! broker before it is delivered.
+//! What the rest of ferrule sees: [`Broker::start`] (read the password and ACL files, open the
+//! persistence file, bind every listener, fail with a clear error), [`Broker::publish`] (the
+//! agent publishes in-process), [`Broker::subscribe`] (an in-process subscription stream, e.g.
+//! for commands), a [`Tap`] that sees every message entering the broker before it is delivered,
+//! [`Broker::status`] (counters for `$SYS` and metrics) and [`Broker::shutdown`].
 //!
 //! Invariants:
-//! - every message that enters the broker — from a network client (after authorization), from a
-//!   client's will, or from the agent — passes the tap exactly once, *before* any subscriber sees
-//!   it and before the publisher gets its PUBACK/PUBREC; a tap error refuses the message (v5:
-//!   reason code 0x97; v3.1.1: the connection is closed, so the client keeps and resends it);
+//! - every message that enters the broker — from a network client (after the ACL allowed it),
+//!   from a client's will, or from the agent — passes the tap exactly once, *before* any
+//!   subscriber sees it and before the publisher gets its PUBACK/PUBREC; a tap error refuses the
+//!   message (v5: reason code 0x97; v3.1.1: the connection is closed, so the client keeps and
+//!   resends it); `$SYS` statistics are the broker's own and do not pass the tap;
 //! - in-process subscribers get messages through bounded channels: a slow consumer applies
 //!   backpressure to the publisher, it never loses a message silently;
 //! - retained messages are kept like Mosquitto does: forever unless the publisher set an MQTT 5
-//!   message expiry.
+//!   message expiry; queued messages likewise never expire on their own.
+//!
+//! Where rmqtt 0.24 deviates from the MQTT specification or from Mosquitto, ferrule corrects it
+//! (each with an integration test with real clients in `tests/broker_*.rs`):
+//! - topics with `$` levels after the first ([`super::escape`]);
+//! - keepalive timeout and MQTT 3.1.1 session lifetime ([`super::fitter`]);
+//! - one copy per client at the highest QoS for overlapping subscriptions, and read access per
+//!   message ([`super::router`]);
+//! - retained messages and queued messages expiring after the listener's default expiry
+//!   ([`super::retain`], and a message expiry of 0 on every listener);
+//! - in-session resending of unacknowledged messages every 20 s (MQTT 5 allows resending only
+//!   on reconnect; Mosquitto does not resend in-session): off (a retry interval of 0);
+//! - unacknowledged messages of a resumed session resent in reverse order (MQTT-4.4.0-1
+//!   wants the original order): `Core::prepare_resume` in [`super::hooks`];
+//! - MQTT 5 subscription identifiers dropped on messages from MQTT 3.1.1 publishers: such
+//!   messages get empty properties on the way in ([`super::hooks`]);
+//! - rmqtt's TLS (aws-lc) is replaced by ferrule's own TLS front ([`super::front`]).
+//!
+//! What stays rmqtt's, documented rather than corrected:
+//! - `max_connections` is enforced as rmqtt's session limit: connected clients plus the
+//!   persistent sessions of disconnected clients count, and a refused client gets CONNACK 0x03
+//!   (MQTT 5: 0x88, server unavailable);
+//! - a full client queue (`max_queued_messages`) drops the new message for QoS 0 and the oldest
+//!   queued one for QoS 1/2 (Mosquitto drops the new one); every drop is counted and logged.
 
-use std::borrow::Cow;
-use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::num::{NonZeroU16, NonZeroU32};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rmqtt::context::ServerContext;
-use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType, Type};
-use rmqtt::net::Builder;
+use rmqtt::hook::Type;
+use rmqtt::net::{Builder, Listener as RListener};
 use rmqtt::server::MqttServer;
 use rmqtt::session::SessionState;
-use rmqtt::types::{ClientId, CodecPublish, From as RFrom, Id, Publish, PublishAclResult, QoS};
+use rmqtt::types::{ClientId, From as RFrom, Id};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-use super::escape::{escape, unescape};
-use super::message::{Message, Origin};
+use super::access::{Access, ListenerPolicy};
+use super::acl::{Acl, AclError};
+use super::fitter::SpecFitterManager;
+use super::front::{Front, FrontTable};
+use super::hooks::{Core, Hooks, ListenerInfo, LocalSub, Logs};
+use super::message::{to_rmqtt, Message};
+use super::passwd::{PasswdError, PasswordFile};
+use super::persist::{PersistError, Store};
 use super::retain::RetainStore;
-use crate::config::{Listener, Qos};
-use crate::topics;
-
-/// How long messages queued for offline persistent sessions are kept.
-const OFFLINE_MESSAGE_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
+use super::router::SpecRouter;
+use super::stats::{BrokerStats, BrokerStatus};
+use super::tls::TlsError;
+use super::{sessions, sys};
+use crate::config::{BrokerConfig, Listener, ListenerProtocol};
 
 /// Errors of the embedded broker.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +82,18 @@ pub enum BrokerError {
         #[source]
         source: std::io::Error,
     },
+    #[error("broker.password_file: {0}")]
+    Passwd(#[from] PasswdError),
+    #[error("broker.acl_file: {0}")]
+    Acl(#[from] AclError),
+    #[error("TLS listener {addr}: {source}")]
+    Tls {
+        addr: SocketAddr,
+        #[source]
+        source: TlsError,
+    },
+    #[error("broker.persistence: {0}")]
+    Persist(#[from] PersistError),
     #[error("message refused on {topic}: {reason}")]
     Refused { topic: String, reason: String },
     #[error("broker could not route the message on {topic}: {reason}")]
@@ -88,141 +131,231 @@ impl Tap for NoTap {
     }
 }
 
-struct LocalSub {
-    filter: String,
-    tx: mpsc::Sender<Message>,
-}
-
-struct Shared {
-    tap: Arc<dyn Tap>,
-    subs: RwLock<Vec<LocalSub>>,
-}
-
-impl Shared {
-    /// Tap, then in-process subscribers. Network subscribers are served by rmqtt afterwards.
-    async fn accept(&self, msg: &Message) -> Result<(), TapError> {
-        self.tap.on_message(msg).await?;
-        self.deliver_local(msg).await;
-        Ok(())
-    }
-
-    async fn deliver_local(&self, msg: &Message) {
-        let targets: Vec<mpsc::Sender<Message>> = match self.subs.read() {
-            Ok(subs) => subs
-                .iter()
-                .filter(|s| topics::matches(&s.filter, &msg.topic))
-                .map(|s| s.tx.clone())
-                .collect(),
-            Err(poisoned) => poisoned
-                .get_ref()
-                .iter()
-                .filter(|s| topics::matches(&s.filter, &msg.topic))
-                .map(|s| s.tx.clone())
-                .collect(),
-        };
-        for tx in targets {
-            // A closed receiver means its task ended (shutdown); nothing to deliver to.
-            let _ = tx.send(msg.clone()).await;
-        }
-    }
-}
-
 /// A running embedded broker.
 pub struct Broker {
     scx: ServerContext,
-    shared: Arc<Shared>,
+    core: Arc<Core>,
     agent_id: Id,
     addrs: Vec<SocketAddr>,
-    server: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// The version `$SYS/broker/version` shows.
+fn version() -> String {
+    format!("ferrule {} (rmqtt 0.24.0)", env!("CARGO_PKG_VERSION"))
 }
 
 impl Broker {
-    /// Binds every listener (failing with a clear error when an address is taken) and starts
-    /// serving. `tap` sees every message entering the broker.
-    pub async fn start(listeners: &[Listener], tap: Arc<dyn Tap>) -> Result<Broker, BrokerError> {
+    /// Reads the password and ACL files, opens the persistence file (restoring retained messages
+    /// and persistent sessions), binds every listener (failing with a clear error when an
+    /// address is taken) and starts serving. `tap` sees every message entering the broker.
+    pub async fn start(config: &BrokerConfig, tap: Arc<dyn Tap>) -> Result<Broker, BrokerError> {
+        let passwords = match &config.password_file {
+            Some(path) => Some(PasswordFile::load(path)?),
+            None => None,
+        };
+        let acl = match &config.acl_file {
+            Some(path) => Some(Acl::load(path)?),
+            None => None,
+        };
+        if let (Some(p), Some(path)) = (&passwords, &config.password_file) {
+            info!(path = %path.display(), users = p.len(), "password file loaded");
+        }
+        if let (Some(a), Some(path)) = (&acl, &config.acl_file) {
+            info!(path = %path.display(), rules = a.rule_count(), "ACL file loaded");
+        }
+        let (store, loaded) = match &config.persistence {
+            Some(path) => {
+                let path = path.clone();
+                let opened = tokio::task::spawn_blocking(move || Store::open(&path))
+                    .await
+                    .map_err(|e| PersistError::Dir {
+                        path: config.persistence.clone().unwrap_or_default(),
+                        source: std::io::Error::other(e),
+                    })??;
+                if let Some(aside) = &opened.1.moved_aside {
+                    tracing::error!(moved_to = %aside.display(), "the broker persistence file was unreadable; moved aside, starting empty");
+                }
+                (Some(opened.0), Some(opened.1))
+            }
+            None => (None, None),
+        };
+
+        let policies = config
+            .listeners
+            .iter()
+            .map(|l| ListenerPolicy {
+                anonymous: config.anonymous_allowed(l),
+            })
+            .collect();
+        let access = Arc::new(Access::new(policies, passwords, acl));
+        let max_sessions = config.max_connections.map_or(0, |m| m as isize);
         let scx = ServerContext::new()
             .busy_check_enable(false)
-            .task_exec_workers(64)
+            .mqtt_max_sessions(max_sessions)
             .build()
             .await;
-        *scx.extends.retain_mut().await = Box::new(RetainStore::new());
+        let retain = RetainStore::new(store.clone());
+        let node = scx.node.id();
+        *scx.extends.fitter_mgr_mut().await = Box::new(SpecFitterManager);
+        *scx.extends.router_mut().await = Box::new(SpecRouter::new(scx.clone(), access.clone()));
 
-        let shared = Arc::new(Shared {
+        let fronts_table = Arc::new(FrontTable::default());
+        let mut server = MqttServer::new(scx.clone());
+        let mut addrs = Vec::with_capacity(config.listeners.len());
+        let mut infos = Vec::with_capacity(config.listeners.len());
+        let mut fronts = Vec::new();
+        for (i, l) in config.listeners.iter().enumerate() {
+            let lid = u16::try_from(i + 1).unwrap_or(u16::MAX);
+            let (bound, addr) = bind(config, l, &fronts_table, &mut fronts)?;
+            let name = listener_name(l, addr);
+            match fronts.last().filter(|_| l.tls.is_some()) {
+                Some(front) => {
+                    info!(%addr, listener = %name, private = %front.upstream, "broker listening")
+                }
+                None => info!(%addr, listener = %name, "broker listening"),
+            }
+            addrs.push(addr);
+            infos.push(ListenerInfo {
+                name,
+                fronted: l.tls.is_some(),
+            });
+            server = server.listener_by_id(bound, lid);
+        }
+        let core = Arc::new(Core {
+            scx: scx.clone(),
             tap,
             subs: RwLock::new(Vec::new()),
+            access,
+            stats: Arc::new(BrokerStats::new()),
+            fronts: fronts_table,
+            listeners: infos,
+            store: store.clone(),
+            stored: Mutex::new(
+                loaded
+                    .as_ref()
+                    .map(|l| l.sessions.iter().map(|s| s.row.client_id.clone()).collect())
+                    .unwrap_or_default(),
+            ),
+            max_queued: config.max_queued_messages,
+            logs: Logs::default(),
         });
         let register = scx.extends.hook_mgr().register();
         for typ in [
+            Type::ClientAuthenticate,
             Type::ClientConnected,
             Type::ClientDisconnected,
+            Type::SessionTerminated,
+            Type::SessionSubscribed,
+            Type::SessionUnsubscribed,
             Type::ClientSubscribe,
             Type::ClientUnsubscribe,
-            Type::MessagePublish,
+            Type::ClientSubscribeCheckAcl,
             Type::MessagePublishCheckAcl,
+            Type::MessagePublish,
             Type::MessageDelivered,
+            Type::MessageDropped,
         ] {
             register
-                .add(
-                    typ,
-                    Box::new(Hooks {
-                        shared: shared.clone(),
-                    }),
-                )
+                .add(typ, Box::new(Hooks { core: core.clone() }))
                 .await;
         }
         register.start().await;
 
-        let mut server = MqttServer::new(scx.clone());
-        let mut addrs = Vec::with_capacity(listeners.len());
-        for (i, l) in listeners.iter().enumerate() {
-            let bound = Builder::new()
-                .name(format!("tcp/{}", l.bind))
-                .laddr(l.bind)
-                .reuseaddr(Some(true))
-                .nodelay(true)
-                .allow_anonymous(true)
-                .message_expiry_interval(OFFLINE_MESSAGE_EXPIRY)
-                .bind()
-                .and_then(|b| b.tcp())
-                .map_err(|e| bind_error(l.bind, e))?;
-            let addr = bound.local_addr().map_err(|e| bind_error(l.bind, e))?;
-            info!(%addr, "broker listening");
-            addrs.push(addr);
-            let id = u16::try_from(i + 1).unwrap_or(u16::MAX);
-            server = server.listener_by_id(bound, id);
+        if let Some(loaded) = loaded {
+            let count = retain.load(loaded.retained, node).await;
+            let listeners = u16::try_from(config.listeners.len()).unwrap_or(u16::MAX);
+            // The retain store must be in place before sessions are rebuilt.
+            *scx.extends.retain_mut().await = Box::new(retain);
+            let (expired, rebuilt) = sessions::restore(&scx, loaded.sessions, listeners).await;
+            if let Some(store) = &store {
+                let mut stored = core.stored.lock().unwrap_or_else(PoisonError::into_inner);
+                for client_id in expired {
+                    stored.remove(&client_id);
+                    store.delete_session(client_id);
+                }
+            }
+            info!(
+                retained = count,
+                sessions = rebuilt,
+                "broker state restored"
+            );
+        } else {
+            *scx.extends.retain_mut().await = Box::new(retain);
         }
+
         let server = server.build();
-        let server = tokio::spawn(async move {
+        let mut tasks = vec![tokio::spawn(async move {
             if let Err(e) = server.run().await {
                 tracing::error!(error = %e, "broker stopped");
             }
-        });
+        })];
+        tasks.extend(fronts.into_iter().map(Front::spawn));
 
-        let agent_id = Id::new(
-            scx.node.id(),
-            0,
-            None,
-            None,
-            ClientId::from("ferrule-agent"),
-            None,
-        );
-        Ok(Broker {
+        let agent_id = Id::new(node, 0, None, None, ClientId::from("ferrule-agent"), None);
+        let broker = Broker {
             scx,
-            shared,
+            core,
             agent_id,
             addrs,
-            server,
-        })
+            tasks,
+        };
+        if let Some(every) = config.sys_interval {
+            let task = broker.sys_task(every);
+            let mut broker = broker;
+            broker.tasks.push(task);
+            return Ok(broker);
+        }
+        Ok(broker)
     }
 
-    /// The addresses actually bound (useful with port 0).
+    /// The addresses actually bound (useful with port 0), in config order.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
     }
 
+    /// The broker's counters and what it holds now.
+    pub async fn status(&self) -> BrokerStatus {
+        status(&self.scx, &self.core.stats).await
+    }
+
+    /// The counters, for a metrics endpoint that reads them itself.
+    pub fn stats(&self) -> Arc<BrokerStats> {
+        self.core.stats.clone()
+    }
+
+    fn sys_task(&self, every: Duration) -> JoinHandle<()> {
+        let scx = self.scx.clone();
+        let stats = self.core.stats.clone();
+        let from = RFrom::from_system(self.agent_id.clone());
+        tokio::spawn(async move {
+            let mut changes = sys::Changes::default();
+            let mut tick = tokio::time::interval(every);
+            let version = version();
+            loop {
+                tick.tick().await;
+                let now = status(&scx, &stats).await;
+                for (topic, value) in changes.changed(sys::values(&now, &version)) {
+                    let msg = Message::agent(
+                        topic.to_owned(),
+                        value,
+                        crate::config::Qos::AtMostOnce,
+                        true,
+                    );
+                    let publish = to_rmqtt(msg);
+                    if let Err(e) =
+                        SessionState::forwards(&scx, from.clone(), publish, false, None).await
+                    {
+                        warn!(topic, error = %e, "cannot publish $SYS statistics");
+                    }
+                }
+            }
+        })
+    }
+
     /// Publishes a message in-process: tap, in-process subscribers, then network subscribers.
     pub async fn publish(&self, msg: Message) -> Result<(), BrokerError> {
-        self.shared
+        self.core
             .accept(&msg)
             .await
             .map_err(|e| BrokerError::Refused {
@@ -234,12 +367,12 @@ impl Broker {
 
     /// Publishes agent messages in order, passing them to the tap as one batch.
     pub async fn publish_batch(&self, msgs: Vec<Message>) -> Result<(), BrokerError> {
-        if let Err(e) = self.shared.tap.on_batch(&msgs).await {
+        if let Err(e) = self.core.tap.on_batch(&msgs).await {
             let topic = msgs.first().map(|m| m.topic.clone()).unwrap_or_default();
             return Err(BrokerError::Refused { topic, reason: e.0 });
         }
         for msg in msgs {
-            self.shared.deliver_local(&msg).await;
+            self.core.deliver_local(&msg).await;
             self.route(msg).await?;
         }
         Ok(())
@@ -249,13 +382,12 @@ impl Broker {
     async fn route(&self, msg: Message) -> Result<(), BrokerError> {
         let topic = msg.topic.clone();
         let publish = to_rmqtt(msg);
-        let expiry = retained_expiry(&publish);
         SessionState::forwards(
             &self.scx,
             RFrom::from_system(self.agent_id.clone()),
             publish,
             false,
-            expiry,
+            None,
         )
         .await
         .map_err(|e| BrokerError::Route {
@@ -272,23 +404,129 @@ impl Broker {
             filter: filter.to_owned(),
             tx,
         };
-        match self.shared.subs.write() {
+        match self.core.subs.write() {
             Ok(mut subs) => subs.push(sub),
             Err(poisoned) => poisoned.into_inner().push(sub),
         }
         rx
     }
 
-    /// Stops accepting connections. Connected clients are dropped with the process.
-    pub fn shutdown(&self) {
-        self.server.abort();
+    /// Stops accepting connections, saves the queued messages of persistent sessions and closes
+    /// the persistence file. Connected clients are dropped with the process.
+    pub async fn shutdown(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        let Some(store) = self.core.store.clone() else {
+            return;
+        };
+        let messages = sessions::take_messages(&self.scx).await;
+        let count: usize = messages.iter().map(|(_, m)| m.len()).sum();
+        store.save_messages(messages);
+        match tokio::task::spawn_blocking(move || store.close()).await {
+            Ok(Ok(())) => info!(queued = count, "broker state saved"),
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot save the broker state"),
+            Err(e) => tracing::error!(error = %e, "cannot save the broker state"),
+        }
     }
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        self.server.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
+}
+
+async fn status(scx: &ServerContext, stats: &BrokerStats) -> BrokerStatus {
+    let sessions = scx.extends.shared().await.sessions_count();
+    let subscriptions = scx.extends.router().await.routes().count();
+    let retained = scx.extends.retain().await.count().await;
+    BrokerStatus {
+        counters: stats.snapshot(),
+        sessions: u64::try_from(sessions).unwrap_or(0),
+        subscriptions: u64::try_from(subscriptions).unwrap_or(0),
+        retained: u64::try_from(retained).unwrap_or(0),
+    }
+}
+
+/// `mqtt://…`, `mqtts://…`, `ws://…`, `wss://…` with the address clients connect to.
+fn listener_name(l: &Listener, addr: SocketAddr) -> String {
+    let scheme = match (l.protocol, l.tls.is_some()) {
+        (ListenerProtocol::Mqtt, false) => "mqtt",
+        (ListenerProtocol::Mqtt, true) => "mqtts",
+        (ListenerProtocol::Websockets, false) => "ws",
+        (ListenerProtocol::Websockets, true) => "wss",
+    };
+    format!("{scheme}://{addr}")
+}
+
+/// Binds listener `l`: directly as an rmqtt listener, or (TLS) as a front on the configured
+/// address and a private rmqtt listener on loopback. Returns the rmqtt listener and the address
+/// clients connect to.
+fn bind(
+    config: &BrokerConfig,
+    l: &Listener,
+    table: &Arc<FrontTable>,
+    fronts: &mut Vec<Front>,
+) -> Result<(RListener, SocketAddr), BrokerError> {
+    let private = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let laddr = if l.tls.is_some() { private } else { l.bind };
+    let builder = Builder::new()
+        .name(listener_name(l, l.bind))
+        .laddr(laddr)
+        .reuseaddr(Some(true))
+        .nodelay(config.tcp_nodelay)
+        // Every CONNECT goes through ferrule's authentication hook (see hooks.rs).
+        .allow_anonymous(false)
+        .max_packet_size(config.max_packet_size)
+        .max_inflight(NonZeroU16::new(config.max_inflight).unwrap_or(NonZeroU16::MIN))
+        .max_mqueue_len(usize::try_from(config.max_queued_messages).unwrap_or(usize::MAX))
+        .mqueue_rate_limit(NonZeroU32::MAX, Duration::from_secs(1))
+        .message_retry_interval(Duration::ZERO)
+        .message_expiry_interval(Duration::ZERO);
+    let bound = builder.bind().map_err(|e| bind_error(laddr, e))?;
+    let bound = match l.protocol {
+        ListenerProtocol::Mqtt => bound.tcp(),
+        ListenerProtocol::Websockets => bound.ws(),
+    }
+    .map_err(|e| bind_error(laddr, e))?;
+    let local = bound.local_addr().map_err(|e| bind_error(laddr, e))?;
+    let Some(tls) = &l.tls else {
+        return Ok((bound, local));
+    };
+    let tls_config = super::tls::server_config(tls).map_err(|source| BrokerError::Tls {
+        addr: l.bind,
+        source,
+    })?;
+    let listener = bind_front(l.bind)?;
+    let addr = listener.local_addr().map_err(|source| BrokerError::Bind {
+        addr: l.bind,
+        source,
+    })?;
+    fronts.push(Front {
+        listener,
+        acceptor: tokio_rustls::TlsAcceptor::from(tls_config),
+        upstream: local,
+        table: table.clone(),
+        name: listener_name(l, addr),
+        nodelay: config.tcp_nodelay,
+    });
+    Ok((bound, addr))
+}
+
+fn bind_front(addr: SocketAddr) -> Result<tokio::net::TcpListener, BrokerError> {
+    let std = std::net::TcpListener::bind(addr).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AddrInUse {
+            BrokerError::AddrInUse { addr }
+        } else {
+            BrokerError::Bind { addr, source }
+        }
+    })?;
+    std.set_nonblocking(true)
+        .and_then(|()| tokio::net::TcpListener::from_std(std))
+        .map_err(|source| BrokerError::Bind { addr, source })
 }
 
 fn bind_error(addr: SocketAddr, e: rmqtt::Error) -> BrokerError {
@@ -300,163 +538,4 @@ fn bind_error(addr: SocketAddr, e: rmqtt::Error) -> BrokerError {
             source: std::io::Error::other(other.to_string()),
         },
     }
-}
-
-/// Retained messages keep no implicit expiry; only an explicit MQTT 5 expiry applies.
-fn retained_expiry(p: &Publish) -> Option<Duration> {
-    let explicit = p
-        .properties
-        .as_ref()
-        .and_then(|props| props.message_expiry_interval)
-        .map(|s| Duration::from_secs(u64::from(s.get())));
-    Some(explicit.unwrap_or(OFFLINE_MESSAGE_EXPIRY))
-}
-
-fn to_rmqtt(msg: Message) -> Publish {
-    let properties = rmqtt::codec::v5::PublishProperties {
-        response_topic: msg.response_topic.map(Into::into),
-        correlation_data: msg.correlation_data,
-        ..Default::default()
-    };
-    let p = CodecPublish {
-        dup: false,
-        retain: msg.retain,
-        qos: match msg.qos {
-            Qos::AtMostOnce => QoS::AtMostOnce,
-            Qos::AtLeastOnce => QoS::AtLeastOnce,
-            Qos::ExactlyOnce => QoS::ExactlyOnce,
-        },
-        topic: escape(&msg.topic).into_owned().into(),
-        packet_id: None,
-        payload: msg.payload,
-        properties: Some(properties),
-    };
-    Publish::from(p).create_time(rmqtt::utils::timestamp_millis())
-}
-
-fn from_rmqtt(p: &Publish, origin: Origin) -> Message {
-    let props = p.properties.as_ref();
-    Message {
-        topic: unescape(&p.topic).into_owned(),
-        payload: p.payload.clone(),
-        qos: match p.qos {
-            QoS::AtMostOnce => Qos::AtMostOnce,
-            QoS::AtLeastOnce => Qos::AtLeastOnce,
-            QoS::ExactlyOnce => Qos::ExactlyOnce,
-        },
-        retain: p.retain,
-        origin,
-        response_topic: props
-            .and_then(|p| p.response_topic.as_ref())
-            .map(|t| t.to_string()),
-        correlation_data: props.and_then(|p| p.correlation_data.clone()),
-    }
-}
-
-fn client_origin(id: &Id) -> Origin {
-    Origin::Client {
-        client_id: id.client_id.to_string(),
-        username: id.username.as_ref().map(|u| u.to_string()),
-        addr: id.remote_addr,
-    }
-}
-
-/// The rmqtt hook handler: logs connections and feeds client publishes and wills to the tap.
-struct Hooks {
-    shared: Arc<Shared>,
-}
-
-#[async_trait]
-impl Handler for Hooks {
-    async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
-        match param {
-            Parameter::ClientConnected(s) => {
-                info!(
-                    client_id = %s.id.client_id,
-                    addr = ?s.id.remote_addr,
-                    user = ?s.id.username.as_deref(),
-                    "client connected"
-                );
-                (true, acc)
-            }
-            Parameter::ClientDisconnected(s, reason) => {
-                info!(client_id = %s.id.client_id, addr = ?s.id.remote_addr, %reason, "client disconnected");
-                (true, acc)
-            }
-            Parameter::MessagePublishCheckAcl(s, publish) => {
-                let msg = from_rmqtt(publish, client_origin(&s.id));
-                match self.shared.accept(&msg).await {
-                    Ok(()) => (true, acc),
-                    Err(e) => {
-                        warn!(client_id = %s.id.client_id, topic = %msg.topic, error = %e, "publish refused");
-                        let v5 = publish.properties.is_some();
-                        let result = refuse(v5, msg.qos, &e);
-                        (false, Some(HookResult::PublishAclResult(result)))
-                    }
-                }
-            }
-            Parameter::MessagePublish(_, from, publish) => {
-                // Client publishes and wills enter here first: escape their topic for rmqtt.
-                let escaped = with_topic(publish, escape(&publish.topic));
-                if matches!(from.typ(), rmqtt::types::FromType::LastWill) {
-                    let origin = Origin::Will {
-                        client_id: from.id.client_id.to_string(),
-                    };
-                    let msg = from_rmqtt(escaped.as_ref().unwrap_or(publish), origin);
-                    if let Err(e) = self.shared.accept(&msg).await {
-                        warn!(client_id = %from.id.client_id, topic = %msg.topic, error = %e, "will message not accepted by the uplink queue");
-                    }
-                }
-                match escaped {
-                    Some(p) => (true, Some(HookResult::Publish(p))),
-                    None => (true, acc),
-                }
-            }
-            Parameter::MessageDelivered(_, _, publish) => {
-                match with_topic(publish, unescape(&publish.topic)) {
-                    Some(p) => (true, Some(HookResult::Publish(p))),
-                    None => (true, acc),
-                }
-            }
-            Parameter::ClientSubscribe(_, sub) => match escape(&sub.topic_filter) {
-                Cow::Owned(f) => (true, Some(HookResult::TopicFilter(Some(f.into())))),
-                Cow::Borrowed(_) => (true, acc),
-            },
-            Parameter::ClientUnsubscribe(_, unsub) => match escape(&unsub.topic_filter) {
-                Cow::Owned(f) => (true, Some(HookResult::TopicFilter(Some(f.into())))),
-                Cow::Borrowed(_) => (true, acc),
-            },
-            _ => {
-                debug!(?param, "unhandled broker hook");
-                (true, acc)
-            }
-        }
-    }
-}
-
-/// A copy of `p` with `topic`, when the topic changed.
-fn with_topic(p: &Publish, topic: Cow<'_, str>) -> Option<Publish> {
-    match topic {
-        Cow::Borrowed(_) => None,
-        Cow::Owned(t) => {
-            let mut p = p.clone();
-            p.inner.topic = t.into();
-            Some(p)
-        }
-    }
-}
-
-/// The refusal sent when the tap cannot accept a client's message.
-fn refuse(v5: bool, qos: Qos, e: &TapError) -> PublishAclResult {
-    use rmqtt::codec::v5::PublishAckReason;
-    let reason = Some(e.0.clone().into());
-    let mut result = PublishAclResult::rejected(false, reason);
-    if v5 {
-        result.0.reason_code = PublishAckReason::QuotaExceeded;
-    } else if qos != Qos::AtMostOnce {
-        // MQTT 3.1.1 has no negative PUBACK: closing the connection is the only way to keep the
-        // client from treating the message as delivered.
-        result.0.disconnect = true;
-    }
-    result
 }

@@ -48,6 +48,17 @@ pub const DEFAULT_UPLINK_KEEPALIVE: Duration = Duration::from_secs(30);
 pub const DEFAULT_QUEUE_FILE: &str = "queue.db";
 /// State directory when neither the config nor systemd (`STATE_DIRECTORY`) names one.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/ferrule";
+/// Broker persistence file when `broker.persistence_file` is not set (relative to the state
+/// directory).
+pub const DEFAULT_BROKER_DB_FILE: &str = "broker.db";
+/// Largest MQTT packet the broker accepts (and, MQTT 5, advertises), in bytes.
+pub const DEFAULT_MAX_PACKET_SIZE: u32 = 1024 * 1024;
+/// Messages queued per client beyond its in-flight window (Mosquitto's default).
+pub const DEFAULT_MAX_QUEUED_MESSAGES: u32 = 1000;
+/// Unacknowledged QoS 1/2 messages in flight to one client (Mosquitto's default).
+pub const DEFAULT_MAX_INFLIGHT: u16 = 20;
+/// How often `$SYS/broker/...` statistics are published (Mosquitto's default).
+pub const DEFAULT_SYS_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The whole configuration of one gateway.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,6 +82,59 @@ pub struct Config {
 pub struct BrokerConfig {
     /// Listeners, never empty (defaults to [`DEFAULT_LISTENER`]).
     pub listeners: Vec<Listener>,
+    /// Whether clients without a username may connect, for every listener that does not say
+    /// itself; `None`: only on loopback listeners (Mosquitto 2's secure default).
+    pub allow_anonymous: Option<bool>,
+    /// Mosquitto password file (`user:$7$...` lines); relative to the config file.
+    pub password_file: Option<PathBuf>,
+    /// Mosquitto ACL file; relative to the config file. `None`: every client may publish and
+    /// subscribe to everything.
+    pub acl_file: Option<PathBuf>,
+    /// Where retained messages and persistent sessions are kept across restarts; `None` when
+    /// `persistence: false`.
+    pub persistence: Option<PathBuf>,
+    /// Most clients connected at once; `None`: no limit.
+    pub max_connections: Option<u32>,
+    /// Largest packet accepted from a client, in bytes.
+    pub max_packet_size: u32,
+    /// Messages queued per client (offline, or beyond its in-flight window); when full, a
+    /// message is dropped, counted and logged.
+    pub max_queued_messages: u32,
+    /// Unacknowledged QoS 1/2 messages in flight to one client.
+    pub max_inflight: u16,
+    /// Period of the `$SYS/broker/...` statistics; `None` when `sys_interval: off`.
+    pub sys_interval: Option<Duration>,
+    /// Send each packet at once (TCP_NODELAY) instead of letting the kernel coalesce small
+    /// packets (Nagle), like Mosquitto's `set_tcp_nodelay` (default off).
+    pub tcp_nodelay: bool,
+}
+
+impl BrokerConfig {
+    /// The defaults: loopback listener, no files, persistence under `state_dir`.
+    pub fn with_listeners(listeners: Vec<Listener>, state_dir: &std::path::Path) -> Self {
+        Self {
+            listeners,
+            allow_anonymous: None,
+            password_file: None,
+            acl_file: None,
+            persistence: Some(state_dir.join(DEFAULT_BROKER_DB_FILE)),
+            max_connections: None,
+            max_packet_size: DEFAULT_MAX_PACKET_SIZE,
+            max_queued_messages: DEFAULT_MAX_QUEUED_MESSAGES,
+            max_inflight: DEFAULT_MAX_INFLIGHT,
+            sys_interval: Some(DEFAULT_SYS_INTERVAL),
+            tcp_nodelay: false,
+        }
+    }
+
+    /// Whether `listener` accepts clients without a username: its own setting, else the
+    /// broker's, else only when it is bound to a loopback address.
+    pub fn anonymous_allowed(&self, listener: &Listener) -> bool {
+        listener
+            .allow_anonymous
+            .or(self.allow_anonymous)
+            .unwrap_or_else(|| listener.bind.ip().is_loopback())
+    }
 }
 
 /// One broker listener (`broker.listeners[]`).
@@ -78,6 +142,60 @@ pub struct BrokerConfig {
 pub struct Listener {
     /// Address and port to bind; port 0 picks a free port (logged at start).
     pub bind: SocketAddr,
+    /// TLS on this listener (`None`: plain text).
+    pub tls: Option<ListenerTls>,
+    /// MQTT directly over TCP, or over WebSockets.
+    pub protocol: ListenerProtocol,
+    /// Overrides `broker.allow_anonymous` for this listener.
+    pub allow_anonymous: Option<bool>,
+}
+
+impl Listener {
+    /// A plain MQTT listener on `bind` with the broker-wide settings.
+    pub fn plain(bind: SocketAddr) -> Self {
+        Self {
+            bind,
+            tls: None,
+            protocol: ListenerProtocol::Mqtt,
+            allow_anonymous: None,
+        }
+    }
+}
+
+/// `broker.listeners[].tls`: PEM files, relative to the config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerTls {
+    /// Server certificate chain.
+    pub cert: PathBuf,
+    /// Private key of the certificate.
+    pub key: PathBuf,
+    /// CA certificates that client certificates are checked against.
+    pub ca: Option<PathBuf>,
+    /// Refuse clients without a certificate signed by `ca` (mutual TLS).
+    pub require_certificate: bool,
+}
+
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ListenerProtocol {
+    /// MQTT over TCP (or TLS).
+    #[default]
+    Mqtt,
+    /// MQTT over WebSockets (or secure WebSockets with `tls`), subprotocol `mqtt`.
+    Websockets,
+}
+
+impl ListenerProtocol {
+    /// All protocols, as listed in error messages.
+    pub const ALL: [ListenerProtocol; 2] = [Self::Mqtt, Self::Websockets];
+
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mqtt => "mqtt",
+            Self::Websockets => "websockets",
+        }
+    }
 }
 
 /// The `modbus` section.

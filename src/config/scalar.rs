@@ -11,7 +11,8 @@ use serde_yaml::Value;
 
 use super::decode::{expected, map, quote, Ctx, Decode};
 use super::model::{
-    DataType, Deadband, Durability, HostPort, Parity, Qos, RegisterKind, UplinkUrl, WordOrder,
+    DataType, Deadband, Durability, HostPort, ListenerProtocol, Parity, Qos, RegisterKind,
+    UplinkUrl, WordOrder,
     Writable,
 };
 
@@ -524,6 +525,74 @@ impl Decode for PathBuf {
             return None;
         }
         Some(PathBuf::from(s))
+    }
+}
+
+impl Decode for ListenerProtocol {
+    fn decode(cx: &mut Ctx, node: &Value) -> Option<Self> {
+        one_of(
+            cx,
+            node,
+            "a listener protocol",
+            &Self::ALL,
+            Self::as_str,
+            true,
+        )
+    }
+}
+
+/// Largest MQTT packet size accepted: 64 bytes to 268435455 (the protocol's limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacketSize(pub u32);
+
+impl Decode for PacketSize {
+    fn decode(cx: &mut Ctx, node: &Value) -> Option<Self> {
+        integer(cx, node, 64, 268_435_455).and_then(|i| u32::try_from(i).ok().map(PacketSize))
+    }
+}
+
+/// A count limit (clients, queued messages): 1 to 10,000,000.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit(pub u32);
+
+impl Decode for Limit {
+    fn decode(cx: &mut Ctx, node: &Value) -> Option<Self> {
+        integer(cx, node, 1, 10_000_000).and_then(|i| u32::try_from(i).ok().map(Limit))
+    }
+}
+
+/// An MQTT in-flight window: 1 to 65535 messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window(pub u16);
+
+impl Decode for Window {
+    fn decode(cx: &mut Ctx, node: &Value) -> Option<Self> {
+        integer(cx, node, 1, 65_535).and_then(|i| u16::try_from(i).ok().map(Window))
+    }
+}
+
+/// A period that can be switched off: a duration, or `off` / `false`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period(pub Option<Duration>);
+
+impl Decode for Period {
+    fn decode(cx: &mut Ctx, node: &Value) -> Option<Self> {
+        match node {
+            Value::Bool(false) => Some(Period(None)),
+            Value::String(s) if s == "off" => Some(Period(None)),
+            Value::String(s) => parse_duration(s)
+                .map_err(|message| cx.error(format!("{message}, or `off`")))
+                .ok()
+                .map(|d| Period(Some(d))),
+            Value::Number(n) => {
+                cx.error(no_unit(&n.to_string()));
+                None
+            }
+            _ => {
+                cx.error(expected("a duration such as `10s`, or `off`", node));
+                None
+            }
+        }
     }
 }
 

@@ -18,8 +18,8 @@ use super::decode::{all, expected, list, map, quote, Ctx, Decode, Map, Seg};
 use super::load::Origin;
 use super::model::*;
 use super::scalar::{
-    AddressBase, Baud, BitIndex, ConnectionCap, Count, DataBits, Finite, Length, Scale, StopBits,
-    UnitId,
+    AddressBase, Baud, BitIndex, ConnectionCap, Count, DataBits, Finite, Length, Limit,
+    PacketSize, Period, Scale, StopBits, UnitId, Window,
 };
 use super::validate::{self, PointAt};
 
@@ -35,8 +35,22 @@ const BUS: &[&str] = &[
     "inter_frame_delay",
 ];
 const GROUP: &[&str] = &["poll", "heartbeat", "points"];
-const BROKER: &[&str] = &["listeners"];
-const LISTENER: &[&str] = &["bind"];
+const BROKER: &[&str] = &[
+    "listeners",
+    "allow_anonymous",
+    "password_file",
+    "acl_file",
+    "persistence",
+    "persistence_file",
+    "max_connections",
+    "max_packet_size",
+    "max_queued_messages",
+    "max_inflight",
+    "sys_interval",
+    "tcp_nodelay",
+];
+const LISTENER: &[&str] = &["bind", "tls", "protocol", "allow_anonymous"];
+const LISTENER_TLS: &[&str] = &["cert", "key", "ca", "require_certificate"];
 const DEVICE: &[&str] = &[
     "name",
     "tcp",
@@ -82,7 +96,7 @@ pub fn config(cx: &mut Ctx, root: &Value, origin: &Origin) -> Option<Config> {
     }
     let m = map(cx, root, TOP)?;
     let site = m.required_with(cx, "site", |cx, v| level_name(cx, v, "site"));
-    let broker = m.optional_with(cx, "broker", broker);
+    let broker = m.optional_with(cx, "broker", |cx, v| broker(cx, v, origin));
     let modbus = m.optional_with(cx, "modbus", modbus);
     let buses = m
         .optional_with(cx, "buses", buses)
@@ -97,7 +111,7 @@ pub fn config(cx: &mut Ctx, root: &Value, origin: &Origin) -> Option<Config> {
     let buses = all(buses?.into_iter().map(|b| b.item).collect());
     Some(Config {
         site: site?,
-        broker: broker?.unwrap_or_else(default_broker),
+        broker: broker?.unwrap_or_else(|| default_broker(origin)),
         buses: buses?,
         devices: devices?,
         modbus: modbus?.unwrap_or_default(),
@@ -173,32 +187,91 @@ fn level_name(cx: &mut Ctx, node: &Value, what: &str) -> Option<String> {
     Some(name)
 }
 
-fn default_broker() -> BrokerConfig {
+fn default_listener() -> Listener {
     let bind = DEFAULT_LISTENER
         .parse()
         .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 1883)));
-    BrokerConfig {
-        listeners: vec![Listener { bind }],
-    }
+    Listener::plain(bind)
 }
 
-fn broker(cx: &mut Ctx, node: &Value) -> Option<BrokerConfig> {
+fn default_broker(origin: &Origin) -> BrokerConfig {
+    BrokerConfig::with_listeners(vec![default_listener()], &origin.state_dir)
+}
+
+fn broker(cx: &mut Ctx, node: &Value, origin: &Origin) -> Option<BrokerConfig> {
     let m = map(cx, node, BROKER)?;
     let listeners = m.optional_with(cx, "listeners", |cx, v| {
-        let items = list(cx, v, listener)?;
+        let items = list(cx, v, |cx, v| listener(cx, v, origin))?;
         validate::listeners(cx, &items);
         all(items)
-    })?;
-    match listeners {
-        Some(listeners) if !listeners.is_empty() => Some(BrokerConfig { listeners }),
-        _ => Some(default_broker()),
-    }
+    });
+    let allow_anonymous = m.optional::<bool>(cx, "allow_anonymous");
+    let password_file = m.optional::<PathBuf>(cx, "password_file");
+    let acl_file = m.optional::<PathBuf>(cx, "acl_file");
+    let persistence = m.or(cx, "persistence", true);
+    let persistence_file = m.optional::<PathBuf>(cx, "persistence_file");
+    let max_connections = m.optional::<Limit>(cx, "max_connections");
+    let max_packet_size = m.or(cx, "max_packet_size", PacketSize(DEFAULT_MAX_PACKET_SIZE));
+    let max_queued = m.or(
+        cx,
+        "max_queued_messages",
+        Limit(DEFAULT_MAX_QUEUED_MESSAGES),
+    );
+    let max_inflight = m.or(cx, "max_inflight", Window(DEFAULT_MAX_INFLIGHT));
+    let sys_interval = m.or(cx, "sys_interval", Period(Some(DEFAULT_SYS_INTERVAL)));
+    let tcp_nodelay = m.or(cx, "tcp_nodelay", false);
+    let listeners = match listeners? {
+        Some(listeners) if !listeners.is_empty() => listeners,
+        _ => vec![default_listener()],
+    };
+    let persistence_file = persistence_file?;
+    let persistence = persistence?.then(|| match persistence_file {
+        Some(path) => origin.base_dir.join(path),
+        None => origin.state_dir.join(DEFAULT_BROKER_DB_FILE),
+    });
+    Some(BrokerConfig {
+        listeners,
+        allow_anonymous: allow_anonymous?,
+        password_file: password_file?.map(|p| origin.base_dir.join(p)),
+        acl_file: acl_file?.map(|p| origin.base_dir.join(p)),
+        persistence,
+        max_connections: max_connections?.map(|c| c.0),
+        max_packet_size: max_packet_size?.0,
+        max_queued_messages: max_queued?.0,
+        max_inflight: max_inflight?.0,
+        sys_interval: sys_interval?.0,
+        tcp_nodelay: tcp_nodelay?,
+    })
 }
 
-fn listener(cx: &mut Ctx, node: &Value) -> Option<Listener> {
+fn listener(cx: &mut Ctx, node: &Value, origin: &Origin) -> Option<Listener> {
     let m = map(cx, node, LISTENER)?;
     let bind = m.required(cx, "bind");
-    Some(Listener { bind: bind? })
+    let tls = m.optional_with(cx, "tls", |cx, v| listener_tls(cx, v, origin));
+    let protocol = m.or(cx, "protocol", ListenerProtocol::default());
+    let allow_anonymous = m.optional::<bool>(cx, "allow_anonymous");
+    Some(Listener {
+        bind: bind?,
+        tls: tls?,
+        protocol: protocol?,
+        allow_anonymous: allow_anonymous?,
+    })
+}
+
+fn listener_tls(cx: &mut Ctx, node: &Value, origin: &Origin) -> Option<ListenerTls> {
+    let m = map(cx, node, LISTENER_TLS)?;
+    let cert = m.required::<PathBuf>(cx, "cert");
+    let key = m.required::<PathBuf>(cx, "key");
+    let ca = m.optional::<PathBuf>(cx, "ca");
+    let require_certificate = m.or(cx, "require_certificate", false);
+    let (ca, require_certificate) = (ca?, require_certificate?);
+    validate::client_certificates(cx, ca.is_some(), require_certificate);
+    Some(ListenerTls {
+        cert: origin.base_dir.join(cert?),
+        key: origin.base_dir.join(key?),
+        ca: ca.map(|ca| origin.base_dir.join(ca)),
+        require_certificate,
+    })
 }
 
 /// An item of a list and its name, decoded on its own so that duplicate names are found even
@@ -607,7 +680,14 @@ devices:
         let config = parse(MINIMAL, &origin()).expect("valid");
         let bind: SocketAddr = DEFAULT_LISTENER.parse().expect("default listener parses");
         assert_eq!(config.site, "plant1");
-        assert_eq!(config.broker.listeners, vec![Listener { bind }]);
+        assert_eq!(
+            config.broker,
+            BrokerConfig::with_listeners(vec![Listener::plain(bind)], &origin().state_dir)
+        );
+        assert_eq!(
+            config.broker.persistence,
+            Some(PathBuf::from("/run/state/broker.db"))
+        );
         assert_eq!(config.uplink, None);
         let device = &config.devices[0];
         assert_eq!(
@@ -760,6 +840,62 @@ uplink:
                 durability: Durability::Normal
             }
         );
+    }
+
+    #[test]
+    fn broker_section_decodes_with_paths_relative_to_the_config() {
+        let text = format!(
+            "{MINIMAL}broker:
+  listeners:
+    - {{bind: \"0.0.0.0:8883\", tls: {{cert: tls/s.crt, key: /k/s.key, ca: ca.crt, require_certificate: true}}}}
+    - {{bind: \"0.0.0.0:9001\", protocol: websockets, allow_anonymous: true}}
+    - {{bind: \"127.0.0.1:1883\"}}
+  allow_anonymous: false
+  password_file: passwd
+  acl_file: /etc/acl
+  persistence_file: state/b.db
+  max_connections: 50
+  max_packet_size: 4096
+  max_queued_messages: 10
+  max_inflight: 5
+  sys_interval: 30s
+  tcp_nodelay: true
+"
+        );
+        let b = parse(&text, &origin()).expect("valid").broker;
+        let tls = b.listeners[0].tls.clone().expect("tls");
+        assert_eq!(tls.cert, PathBuf::from("/etc/ferrule/tls/s.crt"));
+        assert_eq!(tls.key, PathBuf::from("/k/s.key"));
+        assert_eq!(tls.ca, Some(PathBuf::from("/etc/ferrule/ca.crt")));
+        assert!(tls.require_certificate);
+        assert_eq!(b.listeners[1].protocol, ListenerProtocol::Websockets);
+        assert_eq!(b.listeners[1].allow_anonymous, Some(true));
+        assert_eq!(b.allow_anonymous, Some(false));
+        assert!(b.anonymous_allowed(&b.listeners[1]));
+        assert!(
+            !b.anonymous_allowed(&b.listeners[2]),
+            "the broker-wide setting"
+        );
+        assert_eq!(b.password_file, Some(PathBuf::from("/etc/ferrule/passwd")));
+        assert_eq!(b.acl_file, Some(PathBuf::from("/etc/acl")));
+        assert_eq!(
+            b.persistence,
+            Some(PathBuf::from("/etc/ferrule/state/b.db"))
+        );
+        assert_eq!(b.max_connections, Some(50));
+        assert_eq!(
+            (b.max_packet_size, b.max_queued_messages, b.max_inflight),
+            (4096, 10, 5)
+        );
+        assert_eq!(b.sys_interval, Some(Duration::from_secs(30)));
+        assert!(b.tcp_nodelay);
+
+        let off = format!("{MINIMAL}broker: {{persistence: false, sys_interval: off}}\n");
+        let b = parse(&off, &origin()).expect("valid").broker;
+        assert_eq!((&b.persistence, b.sys_interval), (&None, None));
+        assert!(b.anonymous_allowed(&b.listeners[0]), "loopback default");
+        let network = Listener::plain("0.0.0.0:1883".parse().expect("addr"));
+        assert!(!b.anonymous_allowed(&network), "non-loopback default");
     }
 
     #[test]

@@ -401,6 +401,19 @@ pub fn listeners(cx: &mut Ctx, items: &[Option<Listener>]) {
     }
 }
 
+/// The context is at `broker.listeners[].tls`: client certificates can only be required when
+/// there is a CA to check them against.
+pub fn client_certificates(cx: &mut Ctx, has_ca: bool, require_certificate: bool) {
+    if require_certificate && !has_ca {
+        cx.at_key("require_certificate", |cx| {
+            cx.error(
+                "`require_certificate: true` needs `ca`: the CA certificate(s) that client \
+                 certificates are checked against",
+            );
+        });
+    }
+}
+
 fn conflicts(a: SocketAddr, b: SocketAddr) -> bool {
     let same_family = a.is_ipv4() == b.is_ipv4();
     a.port() != 0
@@ -601,6 +614,19 @@ devices:
                 with_tail(concat!("broker:\n  listeners:\n    - bind: \"0.0.0.0:1883\"\n",
                     "    - bind: \"127.0.0.1:1883\"\n")), 1,
                 "10:13: broker.listeners[1].bind: `127.0.0.1:1883` conflicts with listeners[0]"),
+            case("client certificates without a CA",
+                with_tail(concat!("broker:\n  listeners:\n    - bind: \"0.0.0.0:8883\"\n",
+                    "      tls: {cert: a.crt, key: a.key, require_certificate: true}\n")), 1,
+                "10:59: broker.listeners[0].tls.require_certificate: `require_certificate: true` needs `ca`"),
+            case("unknown listener protocol",
+                with_tail("broker: {listeners: [{bind: \"127.0.0.1:9001\", protocol: ws}]}\n"), 1,
+                "7:57: broker.listeners[0].protocol: `ws` is not a listener protocol; expected one of mqtt, websockets"),
+            case("packet size too small", with_tail("broker: {max_packet_size: 10}\n"), 1,
+                "7:27: broker.max_packet_size: `10` is out of range; expected an integer from 64 to 268435455"),
+            case("sys_interval not a duration", with_tail("broker: {sys_interval: never}\n"), 1,
+                "7:24: broker.sys_interval: `never` is not a duration"),
+            case("max_inflight zero", with_tail("broker: {max_inflight: 0}\n"), 1,
+                "7:24: broker.max_inflight: `0` is out of range; expected an integer from 1 to 65535"),
             case("tcp without port",
                 HEAD.replace("10.0.0.1:502", "10.0.0.1") + "      - {name: t, kind: coil, address: 1}\n", 1,
                 "4:10: devices[0].tcp: `10.0.0.1` is not a valid `host:port`: the port is missing"),

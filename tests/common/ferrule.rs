@@ -30,10 +30,19 @@ impl Ferrule {
         Self::start_with(Self::bin(), args, &[])
     }
 
-    /// `ferrule run --config <config>`.
+    /// `ferrule run --config <config>`, with the config's directory as the state directory
+    /// (`STATE_DIRECTORY`), so each test keeps its broker persistence and queue to itself.
     pub fn run(config: &Path) -> Ferrule {
+        let state = config
+            .parent()
+            .and_then(Path::to_str)
+            .expect("config paths in tests are UTF-8");
         let config = config.to_str().expect("config paths in tests are UTF-8");
-        Self::start(&["run", "--config", config])
+        Self::start_with(
+            Self::bin(),
+            &["run", "--config", config],
+            &[("STATE_DIRECTORY", state)],
+        )
     }
 
     /// Starts `bin` with `args`. The environment gets `RUST_LOG=info` and `NO_COLOR=1`; `env`

@@ -8,6 +8,7 @@
 //!   `mosquitto_pub` / `mosquitto_sub`
 //! - [`wait`]      deadlines: every wait ends, and says what it waited for
 //! - [`process`]   the child-process wrapper under all of them (output capture, kill on drop)
+//! - [`raw`]       a raw MQTT client on a socket (malformed packets, silence, retransmissions)
 //!
 //! Invariants: no wait without a timeout, no sleep used as synchronisation, no child process
 //! outlives the value that owns it (dropping it kills the child, also while a failing test
@@ -22,6 +23,7 @@ pub mod modbus;
 pub mod mosquitto;
 pub mod mqtt;
 pub mod process;
+pub mod raw;
 pub mod wait;
 
 use std::env;

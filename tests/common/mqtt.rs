@@ -45,6 +45,8 @@ pub struct SubOptions {
     pub session_expiry: u32,
     pub user: Option<String>,
     pub password: Option<String>,
+    /// More `mqtt_tool.py sub` arguments (`--no-local`, `--cafile F`, `--websockets`, ...).
+    pub extra: Vec<String>,
 }
 
 impl Default for SubOptions {
@@ -57,6 +59,7 @@ impl Default for SubOptions {
             session_expiry: 0,
             user: None,
             password: None,
+            extra: Vec::new(),
         }
     }
 }
@@ -73,6 +76,12 @@ pub struct Message {
     pub correlation_data: Option<Vec<u8>>,
     pub user_properties: Vec<(String, String)>,
     pub content_type: Option<String>,
+    /// The DUP flag (paho subscriber only).
+    pub dup: bool,
+    /// MQTT 5 message expiry interval as delivered (paho subscriber only).
+    pub message_expiry: Option<u32>,
+    /// MQTT 5 subscription identifiers (paho subscriber only).
+    pub subscription_ids: Vec<u32>,
 }
 
 impl Message {
@@ -102,6 +111,11 @@ struct Line {
     #[serde(default)]
     user_properties: Vec<(String, String)>,
     content_type: Option<String>,
+    #[serde(default)]
+    dup: bool,
+    message_expiry_interval: Option<u32>,
+    #[serde(default)]
+    subscription_ids: Vec<u32>,
 }
 
 impl Line {
@@ -123,6 +137,9 @@ impl Line {
             response_topic: self.response_topic,
             user_properties: self.user_properties,
             content_type: self.content_type,
+            dup: self.dup,
+            message_expiry: self.message_expiry_interval,
+            subscription_ids: self.subscription_ids,
         }
     }
 }
@@ -176,6 +193,7 @@ pub fn sub_with(port: u16, filters: &[&str], options: &SubOptions) -> Subscripti
         options.user.as_deref(),
         options.password.as_deref(),
     );
+    cmd.args(&options.extra);
     Subscription::spawn(
         &format!("paho-sub {} on port {port}", filters.join(" ")),
         cmd,
@@ -250,6 +268,19 @@ impl Subscription {
         });
         if subscribed != Some(true) {
             self.fail(&format!("SUBACK #{n} within {timeout:?}"));
+        }
+    }
+
+    /// Unsubscribes from `filter` and waits for the UNSUBACK.
+    pub fn unsubscribe(&mut self, filter: &str) {
+        let done = |r: &Received| r.other.iter().filter(|l| *l == "UNSUBSCRIBED").count();
+        let before = self.received.read(done);
+        self.proc.write_line(&format!("unsubscribe {filter}"));
+        let acked = self.received.wait_for(TIMEOUT, |r| {
+            (done(r) > before || r.ended).then_some(done(r) > before)
+        });
+        if acked != Some(true) {
+            self.fail(&format!("an UNSUBACK for {filter}"));
         }
     }
 
@@ -355,6 +386,24 @@ pub fn publish_retained(port: u16, topic: &str, payload: &str, qos: u8) {
     }
 }
 
+/// Runs `mosquitto_pub -h 127.0.0.1 -p <port> <args>` to completion, whatever its outcome
+/// (its exit code is the CONNACK code when the broker refuses it).
+pub fn mosquitto_pub(port: u16, args: &[&str]) -> Finished {
+    let mut cmd = Command::new(program("mosquitto_pub", "FERRULE_MOSQUITTO_PUB"));
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args);
+    process::run("mosquitto_pub", &mut cmd, TIMEOUT)
+}
+
+/// Runs `mosquitto_sub -h 127.0.0.1 -p <port> -d <args>` to completion (give it `-C n` or
+/// `-W secs` so it ends), whatever its outcome.
+pub fn mosquitto_sub_once(port: u16, args: &[&str]) -> Finished {
+    let mut cmd = Command::new(program("mosquitto_sub", "FERRULE_MOSQUITTO_SUB"));
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-d"])
+        .args(args);
+    process::run("mosquitto_sub", &mut cmd, TIMEOUT)
+}
+
 /// Runs `mosquitto_pub -h 127.0.0.1 -p <port> <args>`, which must succeed.
 pub fn publish_args(port: u16, args: &[&str]) -> Finished {
     let mut cmd = Command::new(program("mosquitto_pub", "FERRULE_MOSQUITTO_PUB"));
@@ -451,6 +500,53 @@ pub fn request(
     serde_json::from_str::<Line>(line)
         .unwrap_or_else(|err| panic!("mqtt_tool req printed {line:?}: {err}"))
         .into_message()
+}
+
+/// A CONNACK as `mqtt_tool.py connect` saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connack {
+    /// The return code (3.1.1) or reason code (5).
+    pub code: u8,
+    pub session_present: bool,
+}
+
+/// Connects once with paho (`args` are `mqtt_tool.py connect` options such as `--protocol 5`,
+/// `--user u --password p`, `--client-id c --no-clean`, `--will-topic t`, `--drop`) and
+/// returns the CONNACK; panics when no CONNACK arrived.
+pub fn connect(port: u16, args: &[&str]) -> Connack {
+    let done = mqtt_tool(
+        &["connect", "--port", &port.to_string(), "--timeout", "10"],
+        args,
+        &[],
+        TIMEOUT,
+    );
+    let line = done
+        .stdout
+        .iter()
+        .find_map(|l| l.strip_prefix("CONNACK "))
+        .unwrap_or_else(|| {
+            panic!(
+                "no CONNACK from port {port} ({}):\n{}",
+                done.status,
+                done.tail()
+            )
+        })
+        .to_owned();
+    let mut parts = line.split(' ');
+    let code = parts.next().and_then(|c| c.parse().ok());
+    let present = parts.next().map(|p| p == "1");
+    match (code, present) {
+        (Some(code), Some(session_present)) => Connack {
+            code,
+            session_present,
+        },
+        _ => panic!("mqtt_tool printed `CONNACK {line}`"),
+    }
+}
+
+/// Runs `mqtt_tool.py <args>` to completion (for one-shot checks: SUBACK codes, refusals).
+pub fn tool(args: &[&str], timeout: Duration) -> Finished {
+    mqtt_tool(args, &[], &[], timeout)
 }
 
 fn mqtt_tool(args: &[&str], more: &[&str], extra: &[&str], timeout: Duration) -> Finished {
