@@ -505,6 +505,9 @@ pub struct DownlinkRule {
     pub local: Option<Template>,
     /// QoS of the upstream subscription (default 1).
     pub qos: Qos,
+    /// Whether retained messages sent when subscribing are taken (default false: a retained
+    /// command would be applied again at every reconnect).
+    pub retained: bool,
 }
 
 pub use crate::topics::Template;

@@ -39,7 +39,7 @@ const UPLINK: &[&str] = &[
 ];
 const RECONNECT: &[&str] = &["initial", "max"];
 const FORWARD: &[&str] = &["local", "remote", "qos", "retain"];
-const DOWNLINK: &[&str] = &["remote", "local", "qos"];
+const DOWNLINK: &[&str] = &["remote", "local", "qos", "retained"];
 const QUEUE: &[&str] = &[
     "path",
     "durability",
@@ -408,6 +408,7 @@ fn downlink_rule(cx: &mut Ctx, node: &Value) -> Option<DownlinkRule> {
     let remote = m.required_with(cx, "remote", filter);
     let local = m.optional::<Template>(cx, "local");
     let qos = m.or(cx, "qos", Qos::default());
+    let retained = m.or(cx, "retained", false);
     if let Some(Some(local)) = &local {
         cx.at_key("local", |cx| {
             if let Some(remote) = &remote {
@@ -426,6 +427,7 @@ fn downlink_rule(cx: &mut Ctx, node: &Value) -> Option<DownlinkRule> {
         remote: remote?,
         local: local?,
         qos: qos?,
+        retained: retained?,
     })
 }
 

@@ -32,10 +32,12 @@ pub enum Counter {
     RejectedTooLarge,
     /// Messages deleted by `ferrule queue purge`.
     Purged,
+    /// Messages the upstream broker refused by reason code (MQTT 5), deleted unsent.
+    RefusedUpstream,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 8] = [
+    pub const ALL: [Counter; 9] = [
         Self::Enqueued,
         Self::Delivered,
         Self::DroppedMaxBytes,
@@ -44,6 +46,7 @@ impl Counter {
         Self::RejectedFull,
         Self::RejectedTooLarge,
         Self::Purged,
+        Self::RefusedUpstream,
     ];
 
     /// The name in the `counters` table, in logs and in `ferrule queue stats`.
@@ -57,6 +60,7 @@ impl Counter {
             Self::RejectedFull => "rejected_full",
             Self::RejectedTooLarge => "rejected_too_large",
             Self::Purged => "purged",
+            Self::RefusedUpstream => "refused_upstream",
         }
     }
 
@@ -203,7 +207,8 @@ impl DropLog {
             dropped_max_age = p.get(Counter::DroppedMaxAge),
             rejected_full = p.get(Counter::RejectedFull),
             rejected_too_large = p.get(Counter::RejectedTooLarge),
-            "queue bounds: {} message(s) dropped or refused{}",
+            refused_upstream = p.get(Counter::RefusedUpstream),
+            "queue: {} message(s) dropped or refused{}",
             p.lost(),
             match self.last_log {
                 Some(at) => format!(" in the last {}s", now.duration_since(at).as_secs()),
@@ -233,6 +238,6 @@ mod tests {
         for (i, c) in Counter::ALL.into_iter().enumerate() {
             t.add(c, 1 << i);
         }
-        assert_eq!(t.lost(), 4 + 8 + 16 + 32 + 64);
+        assert_eq!(t.lost(), 4 + 8 + 16 + 32 + 64 + 256);
     }
 }

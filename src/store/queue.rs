@@ -14,7 +14,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::bounds::Limits;
-use super::counters::{SharedCounters, Totals};
+use super::counters::{Counter, SharedCounters, Totals};
 use super::schema::{self, Checked};
 use super::worker::{Request, Worker};
 use super::{recover, StoreError};
@@ -251,7 +251,22 @@ impl Queue {
 
     /// Deletes rows (call after the upstream PUBACK); unknown ids are ignored.
     pub async fn ack(&self, ids: Vec<i64>) -> Result<(), StoreError> {
-        self.call(|reply| Request::Ack { ids, reply }).await
+        self.delete(ids, Counter::Delivered).await
+    }
+
+    /// Deletes rows the upstream broker refused for good (MQTT 5 reason codes such as "not
+    /// authorized"), counted as `refused_upstream`; unknown ids are ignored.
+    pub async fn discard(&self, ids: Vec<i64>) -> Result<(), StoreError> {
+        self.delete(ids, Counter::RefusedUpstream).await
+    }
+
+    async fn delete(&self, ids: Vec<i64>, counter: Counter) -> Result<(), StoreError> {
+        self.call(|reply| Request::Ack {
+            ids,
+            counter,
+            reply,
+        })
+        .await
     }
 
     /// Depth, size, age and last id of the queue.

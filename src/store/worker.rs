@@ -59,6 +59,8 @@ pub(crate) enum Request {
     },
     Ack {
         ids: Vec<i64>,
+        /// What the deleted rows count as: delivered, or refused upstream.
+        counter: Counter,
         reply: Reply<()>,
     },
     Fetch {
@@ -93,6 +95,7 @@ enum Write {
     },
     Ack {
         ids: Vec<i64>,
+        counter: Counter,
         reply: Reply<()>,
     },
 }
@@ -236,7 +239,15 @@ impl Worker {
                 Request::Enqueue { records, reply } => {
                     writes.push(Write::Enqueue { records, reply })
                 }
-                Request::Ack { ids, reply } => writes.push(Write::Ack { ids, reply }),
+                Request::Ack {
+                    ids,
+                    counter,
+                    reply,
+                } => writes.push(Write::Ack {
+                    ids,
+                    counter,
+                    reply,
+                }),
                 Request::Fetch {
                     after_id,
                     limit,
@@ -454,12 +465,12 @@ impl Worker {
                     ids
                 })
                 .map_err(|e| ("enqueue", e)),
-            Write::Ack { ids, .. } => self
+            Write::Ack { ids, counter, .. } => self
                 .delete(ids)
                 .map(|(rows, bytes)| {
                     txn.level.depth = txn.level.depth.saturating_sub(rows);
                     txn.level.bytes = txn.level.bytes.saturating_sub(bytes);
-                    txn.tally.add(Counter::Delivered, rows);
+                    txn.tally.add(*counter, rows);
                     Vec::new()
                 })
                 .map_err(|e| ("ack", e)),

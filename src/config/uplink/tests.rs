@@ -68,7 +68,7 @@ fn every_key_decodes() {
     - {local: \"plant1/#\", remote: \"factory/eu\", qos: 0}
   downlink:
     - {remote: \"plant1/+/+/set\"}
-    - {remote: \"cmd/gw7/+/+\", local: \"plant1/{3}/{4}/set\", qos: 0}
+    - {remote: \"cmd/gw7/+/+\", local: \"plant1/{3}/{4}/set\", qos: 0, retained: true}
   queue:
     path: q.db
     durability: normal
@@ -123,6 +123,10 @@ fn every_key_decodes() {
     assert_eq!(
         (u.downlink[0].local.clone(), u.downlink[0].qos),
         (None, Qos::AtLeastOnce)
+    );
+    assert_eq!(
+        (u.downlink[0].retained, u.downlink[1].retained),
+        (false, true)
     );
     assert_eq!(
         u.downlink[1]

@@ -98,6 +98,7 @@ fn a_failed_commit_fails_every_write_of_the_batch_and_the_worker_goes_on() -> Te
     let (ack_reply, mut rx_ack) = oneshot::channel();
     let ack = Request::Ack {
         ids: vec![kept],
+        counter: Counter::Delivered,
         reply: ack_reply,
     };
     run(&mut worker, vec![e1, ack, e2]);
@@ -303,6 +304,7 @@ fn acks_delete_runs_of_ids_in_any_order() -> TestResult {
     let (reply, mut acked) = oneshot::channel();
     let ack = Request::Ack {
         ids: vec![ids[4], ids[0], ids[1], ids[4], 12345],
+        counter: Counter::Delivered,
         reply,
     };
     run(&mut worker, vec![ack]);
