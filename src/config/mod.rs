@@ -23,3 +23,4 @@ mod validate;
 pub use error::{ConfigError, Diagnostic};
 pub use load::{load, parse, Origin};
 pub use model::*;
+pub use scalar::parse_duration;

@@ -445,10 +445,8 @@ fn describe4(e: &rumqttc::ConnectionError) -> String {
             &format!("{code:?}"),
             matches!(code, C::BadUserNamePassword | C::NotAuthorized),
         ),
-        E::Tls(t) => tls_error(t),
-        E::Io(io) => io_error(io),
         E::NetworkTimeout => "no answer from the broker (connect timeout)".to_owned(),
-        other => crate::errors::Chain(other).to_string(),
+        other => from_chain(other),
     }
 }
 
@@ -466,10 +464,31 @@ fn describe5(e: &rumqttc::v5::ConnectionError) -> String {
                 ),
             )
         }
-        E::Tls(t) => tls_error(t),
-        E::Io(io) => io_error(io),
         E::Timeout(_) => "no answer from the broker (connect timeout)".to_owned(),
-        other => crate::errors::Chain(other).to_string(),
+        other => from_chain(other),
+    }
+}
+
+/// TLS and I/O errors may sit anywhere in rumqttc's error chain (handshake, or a TLS alert
+/// read later as a decoding error): the deepest one that says something is used.
+fn from_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut io: Option<&std::io::Error> = None;
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return tls_text(tls);
+        }
+        if let Some(i) = err.downcast_ref::<std::io::Error>() {
+            if let Some(tls) = i.get_ref().and_then(|x| x.downcast_ref::<rustls::Error>()) {
+                return tls_text(tls);
+            }
+            io = Some(i);
+        }
+        next = err.source();
+    }
+    match io {
+        Some(io) => io_error(io),
+        None => crate::errors::Chain(e).to_string(),
     }
 }
 
@@ -498,14 +517,6 @@ fn io_error(io: &std::io::Error) -> String {
             format!("the broker closed the connection ({io}); if it requires a client certificate, check uplink.cert and uplink.key")
         }
         _ => format!("network error: {io}"),
-    }
-}
-
-fn tls_error(t: &rumqttc::TlsError) -> String {
-    match t {
-        rumqttc::TlsError::TLS(e) => tls_text(e),
-        rumqttc::TlsError::Io(io) => io_error(io),
-        other => format!("TLS: {other}"),
     }
 }
 
@@ -544,6 +555,19 @@ mod tests {
         );
         let io = std::io::Error::new(std::io::ErrorKind::InvalidData, unknown);
         assert_eq!(io_error(&io), text);
+        // As rumqttc reports an alert read after the handshake: deep in its error chain.
+        let alert = rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired);
+        let deep = rumqttc::ConnectionError::MqttState(rumqttc::StateError::Deserialization(
+            rumqttc::mqttbytes::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                alert,
+            )),
+        ));
+        assert!(
+            describe4(&deep).contains("uplink.cert"),
+            "{}",
+            describe4(&deep)
+        );
         let alert = rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired);
         assert!(tls_text(&alert).contains("uplink.cert"));
     }
