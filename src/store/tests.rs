@@ -312,6 +312,12 @@ fn crash_child() -> TestResult {
     let Some(dir) = std::env::var_os(CRASH_ENV).map(PathBuf::from) else {
         return Ok(());
     };
+    // The parent holds our stdin open until it kills us; if it dies first (its test run was
+    // interrupted), end too rather than run on as an orphan.
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+        std::process::exit(0);
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .build()?;
@@ -361,6 +367,7 @@ fn survives_kill_9_mid_batch() -> TestResult {
             "--test-threads=1",
         ])
         .env(CRASH_ENV, dir.path())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;

@@ -17,6 +17,12 @@
 //! `drop_oldest` the oldest rows are dropped after the writes until the bounds hold. The
 //! counters of the batch (see `counters`) are written in it too.
 //!
+//! With `durability: full`, a commit that adds messages is fsynced; one that only deletes
+//! (acknowledged, dropped or expired rows) is not (`synchronous = NORMAL` for it): a crash of
+//! the process keeps it anyway, and a power loss can only undo deletes, so delivered messages
+//! may be sent again, never lost. The next fsynced commit makes the earlier ones durable too
+//! (the WAL is written in order).
+//!
 //! Other connections (`ferrule queue purge`) may change the file: `PRAGMA data_version` is
 //! checked before each batch and the totals are recounted when it moved. Pages freed by deletes
 //! are given back to the file system a chunk at a time (`incremental_vacuum`) once more than a
@@ -43,6 +49,9 @@ pub(crate) const MAX_BATCH_RECORDS: usize = 1024;
 
 /// Failed batches in a row between two repeated error logs.
 const LOG_EVERY_FAILURES: u64 = 100;
+
+/// `PRAGMA synchronous` value of FULL.
+const SYNCHRONOUS_FULL: i64 = 2;
 
 /// Free pages below which the file is never shrunk (256 KiB of 4 KiB pages).
 const VACUUM_MIN_FREE_PAGES: i64 = 64;
@@ -150,6 +159,10 @@ pub(crate) struct Worker {
     failures_in_a_row: u64,
     vacuum_failures: u64,
     drop_log: DropLog,
+    /// The file was opened with `synchronous = FULL` (`durability: full`).
+    durable: bool,
+    /// Whether the connection is at `synchronous = FULL` now.
+    sync_full: bool,
     /// Test hook: make the next commits fail as if `COMMIT` had.
     #[cfg(test)]
     pub(crate) fail_commits: bool,
@@ -168,6 +181,10 @@ impl Worker {
             recount(&conn).map_err(|e| StoreError::sqlite(&path, "count rows", e))?;
         let data_version =
             data_version(&conn).map_err(|e| StoreError::sqlite(&path, "read data_version", e))?;
+        let synchronous: i64 = conn
+            .pragma_query_value(None, "synchronous", |row| row.get(0))
+            .map_err(|e| StoreError::sqlite(&path, "read synchronous", e))?;
+        let durable = synchronous >= SYNCHRONOUS_FULL;
         let (committed, rx) = watch::channel(last_id);
         let worker = Worker {
             conn,
@@ -184,6 +201,8 @@ impl Worker {
             failures_in_a_row: 0,
             vacuum_failures: 0,
             drop_log: DropLog::default(),
+            durable,
+            sync_full: durable,
             #[cfg(test)]
             fail_commits: false,
         };
@@ -314,7 +333,11 @@ impl Worker {
             expired: false,
         };
         let mut outcomes = Vec::with_capacity(writes.len());
-        let mut failure = self.exec(schema::BEGIN).err().map(|e| ("begin", e));
+        let adds = writes.iter().any(|w| matches!(w, Write::Enqueue { .. }));
+        let mut failure = self.set_sync(adds).err().map(|e| ("set synchronous", e));
+        if failure.is_none() {
+            failure = self.exec(schema::BEGIN).err().map(|e| ("begin", e));
+        }
         if failure.is_none() && expire {
             failure = self.drop_prefix(&mut txn, self.limits.cutoff_ms(now)).err();
             txn.expired = true;
@@ -348,6 +371,18 @@ impl Worker {
             None => self.committed_batch(writes, outcomes, txn, now),
             Some((op, e)) => self.failed_batch(writes, op, e),
         }
+    }
+
+    /// `synchronous = FULL` for a commit that adds messages, `NORMAL` for one that only
+    /// deletes (with `durability: full`; `normal` stays `NORMAL`).
+    fn set_sync(&mut self, adds: bool) -> rusqlite::Result<()> {
+        let full = self.durable && adds;
+        if self.sync_full != full {
+            let level = if full { "FULL" } else { "NORMAL" };
+            self.conn.pragma_update(None, "synchronous", level)?;
+            self.sync_full = full;
+        }
+        Ok(())
     }
 
     fn commit(&mut self) -> rusqlite::Result<()> {

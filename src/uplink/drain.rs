@@ -3,8 +3,11 @@
 //!
 //! Per row: fetched (in id order, a batch ahead) → handed to rumqttc while the window has room
 //! (and `max_rate` allows) → written → acknowledged → deleted in a batch. The queue reads and
-//! deletes run beside the event loop (never blocking it), one of each at a time, so deletes
-//! group-commit naturally: the longer a commit takes, the more acks the next one carries.
+//! deletes run beside the event loop (never blocking it), one of each at a time. Deletes wait
+//! for a batch worth a transaction (a quarter of the window, at most [`MAX_ACK_BATCH`]) unless
+//! nothing else is in flight or [`ACK_DELAY`] passed: with a full window every PUBACK frees
+//! one slot, and a commit per few rows would cost more than the sending (page writes and file
+//! locks per commit). The window stays at least three quarters open for sending.
 //!
 //! Invariants: see the module docs of `uplink` and `inflight`. Rows acknowledged upstream but
 //! not deleted yet are remembered across connections ([`Carry`]) so a reconnect does not send
@@ -37,6 +40,10 @@ pub const DRAIN_DEADLINE: Duration = Duration::from_secs(3);
 const MIN_FETCH: usize = 64;
 /// ...and at most this many.
 const MAX_FETCH: usize = 1024;
+/// Most acknowledged rows deleted in one commit.
+const MAX_ACK_BATCH: usize = 512;
+/// Longest an acknowledged row waits for its delete to start.
+const ACK_DELAY: Duration = Duration::from_millis(20);
 /// Pause before retrying a failed delete.
 const DELETE_RETRY: Duration = Duration::from_secs(1);
 
@@ -94,6 +101,9 @@ pub(crate) struct Drain<'a> {
     fetching: Option<StoreFuture<Vec<Row>>>,
     deleting: Option<Deleting>,
     delete_retry: Option<Pin<Box<Sleep>>>,
+    /// Set when rows wait to be deleted: starts the delete when it fires.
+    ack_due: Option<Pin<Box<Sleep>>>,
+    ack_batch: usize,
     rate: Option<Rate>,
     rate_wait: Option<Pin<Box<Sleep>>>,
     /// Counts not yet added to the shared status.
@@ -119,6 +129,8 @@ impl<'a> Drain<'a> {
             fetching: None,
             deleting: None,
             delete_retry: None,
+            ack_due: None,
+            ack_batch: (ctx.window / 4).clamp(1, MAX_ACK_BATCH),
             rate: ctx
                 .max_rate
                 .map(|r| Rate::new(r, std::time::Instant::now())),
@@ -202,6 +214,10 @@ impl<'a> Drain<'a> {
                     self.deleted(deleting, done);
                 }
                 () = sleep_opt(&mut self.delete_retry) => self.delete_retry = None,
+                () = sleep_opt(&mut self.ack_due) => {
+                    self.ack_due = None;
+                    self.start_delete();
+                }
                 () = sleep_opt(&mut self.rate_wait) => self.rate_wait = None,
                 r = committed.changed(), if self.exhausted && self.fetching.is_none() => {
                     if r.is_ok() {
@@ -236,8 +252,17 @@ impl<'a> Drain<'a> {
     /// Starts the reads and deletes that are due, and hands rows over while the window (and
     /// the rate) allow.
     fn pump(&mut self, committed: &mut tokio::sync::watch::Receiver<i64>) {
+        self.hand_over();
         if self.deleting.is_none() && self.delete_retry.is_none() {
-            self.start_delete();
+            let pending = self.carry.to_ack.len() + self.carry.to_discard.len();
+            // Nothing in flight (after handing over what could be): no more acks are coming
+            // to make the batch bigger.
+            let stuck = self.window.in_flight() == 0;
+            if pending >= self.ack_batch || (pending > 0 && stuck) {
+                self.start_delete();
+            } else if pending > 0 && self.ack_due.is_none() {
+                self.ack_due = Some(Box::pin(tokio::time::sleep(ACK_DELAY)));
+            }
         }
         if self.fetching.is_none() && !self.exhausted && self.buffer.len() < self.fetch_size / 2 {
             // Any commit after this point wakes `changed()`.
@@ -246,6 +271,10 @@ impl<'a> Drain<'a> {
             let (after, limit) = (self.cursor, self.fetch_size);
             self.fetching = Some(Box::pin(async move { queue.fetch(after, limit).await }));
         }
+    }
+
+    /// Hands rows to rumqttc while the window (and the rate) allow.
+    fn hand_over(&mut self) {
         while self.window.outstanding() < self.ctx.window && self.rate_wait.is_none() {
             let Some(row) = self.buffer.pop_front() else {
                 break;
@@ -389,6 +418,10 @@ impl<'a> Drain<'a> {
     }
 
     fn start_delete(&mut self) {
+        if self.deleting.is_some() || self.delete_retry.is_some() {
+            return;
+        }
+        self.ack_due = None;
         let (ids, discard) = if !self.carry.to_ack.is_empty() {
             (std::mem::take(&mut self.carry.to_ack), false)
         } else if !self.carry.to_discard.is_empty() {

@@ -20,7 +20,7 @@
 //! again (handed over, written and unacknowledged, acknowledged but not yet deleted); the drain
 //! never lets it exceed the window, which bounds the duplicates.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use super::session::AckKind;
 
@@ -62,8 +62,11 @@ pub(crate) enum Settled {
 pub(crate) struct Window {
     /// Handed to rumqttc, not written yet, in order.
     handed: VecDeque<Slot>,
-    /// Written, awaiting their acknowledgement, per packet id (oldest first).
-    awaiting: HashMap<u16, VecDeque<Slot>>,
+    /// Written, awaiting their acknowledgement, per packet id (oldest first); indexed by the
+    /// id, which rumqttc keeps within `1..=window`.
+    awaiting: Vec<VecDeque<Slot>>,
+    /// Publishes in `awaiting`.
+    awaiting_len: usize,
     /// Rows in `handed` and `awaiting`.
     rows: usize,
     /// Rows acknowledged whose deletion has not committed yet.
@@ -87,7 +90,12 @@ impl Window {
         if slot.qos() == 0 {
             return self.settle(slot);
         }
-        self.awaiting.entry(pkid).or_default().push_back(slot);
+        let i = usize::from(pkid);
+        if i >= self.awaiting.len() {
+            self.awaiting.resize_with(i + 1, VecDeque::new);
+        }
+        self.awaiting[i].push_back(slot);
+        self.awaiting_len += 1;
         Settled::Nothing
     }
 
@@ -102,18 +110,17 @@ impl Window {
         if kind == AckKind::PubRec && !refused {
             return Settled::Nothing;
         }
-        let Some(fifo) = self.awaiting.get_mut(&pkid) else {
+        let Some(fifo) = self.awaiting.get_mut(usize::from(pkid)) else {
             return Settled::Nothing;
         };
         let Some(pos) = fifo.iter().position(|s| s.qos() == qos) else {
             return Settled::Nothing;
         };
-        let slot = fifo.remove(pos);
-        if fifo.is_empty() {
-            self.awaiting.remove(&pkid);
-        }
-        match slot {
-            Some(slot) => self.settle(slot),
+        match fifo.remove(pos) {
+            Some(slot) => {
+                self.awaiting_len -= 1;
+                self.settle(slot)
+            }
             None => Settled::Nothing,
         }
     }
@@ -146,12 +153,14 @@ impl Window {
 
     /// Whether nothing at all (rows or birth) is waiting for rumqttc or the broker.
     pub(crate) fn is_idle(&self) -> bool {
-        self.handed.is_empty() && self.awaiting.is_empty()
+        self.handed.is_empty() && self.awaiting_len == 0
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use proptest::prelude::*;
 
     use super::*;

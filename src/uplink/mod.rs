@@ -26,7 +26,7 @@
 //! - `tls`       rustls with ring: roots, CA file, client certificate
 
 mod downlink;
-mod drain;
+pub mod drain;
 mod forward;
 mod inflight;
 mod rate;

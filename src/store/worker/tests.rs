@@ -318,3 +318,46 @@ fn acks_delete_runs_of_ids_in_any_order() -> TestResult {
 fn ids_of(worker: &Worker) -> rusqlite::Result<Vec<i64>> {
     ids(worker)
 }
+
+#[test]
+fn with_durability_full_only_commits_that_add_messages_are_fsynced() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("queue.db");
+    let Checked::Ready(conn) = schema::open(&path, Durability::Full)? else {
+        return Err("not ready".into());
+    };
+    let (mut worker, _) = Worker::new(
+        conn,
+        path,
+        Arc::default(),
+        Limits::default(),
+        Clock::default(),
+    )?;
+    let level = |w: &Worker| -> rusqlite::Result<i64> {
+        w.conn.pragma_query_value(None, "synchronous", |r| r.get(0))
+    };
+    let (r, mut rx) = enqueue(vec![record("a", 1)]);
+    run(&mut worker, vec![r]);
+    let id = one(&mut rx)?;
+    assert_eq!(level(&worker)?, SYNCHRONOUS_FULL);
+    let (reply, mut acked) = oneshot::channel();
+    run(
+        &mut worker,
+        vec![Request::Ack {
+            ids: vec![id],
+            counter: Counter::Delivered,
+            reply,
+        }],
+    );
+    acked.try_recv()??;
+    assert_eq!(level(&worker)?, 1, "a delete-only commit is not fsynced");
+    let (r, mut rx) = enqueue(vec![record("b", 1)]);
+    run(&mut worker, vec![r]);
+    one(&mut rx)?;
+    assert_eq!(
+        level(&worker)?,
+        SYNCHRONOUS_FULL,
+        "back to FULL for new messages"
+    );
+    Ok(())
+}
