@@ -12,7 +12,7 @@
 //!
 //! Prints a Markdown report (the tables of `docs/benchmarks.md`). Both drains are timed from the
 //! moment the link to the upstream is up (ferrule: `uplink connected`; Mosquitto: the upstream
-//! logs the bridge's connection) until a QoS 0 `mosquitto_sub` on the upstream has counted
+//! logs the bridge's connection) until a QoS 1 `mosquitto_sub` on the upstream has counted
 //! every message; ferrule's queue is also checked empty (every row deleted after its PUBACK).
 //! CPU per message is read from `/proc` for the drain side (this process for ferrule, the
 //! local Mosquitto for the bridge) and for the upstream Mosquitto.
@@ -242,7 +242,7 @@ async fn ferrule_drain(
         after_drain: 0,
     };
 
-    let upstream = Mosquitto::start(dir.path(), &[])?;
+    let upstream = Mosquitto::start(dir.path(), UPSTREAM)?;
     let counter = Counter::start(&upstream, n).await?;
     let yaml = format!(
         "site: bench\ndevices: [{{name: d, tcp: \"127.0.0.1:9\", points: [{{name: x, kind: holding, address: 0}}]}}]\n\
@@ -359,7 +359,7 @@ async fn bridge_drain(n: usize, window: usize) -> BenchResult<Drained> {
     publish(local.port, n).await?;
     let up_dir = tempfile::tempdir()?;
     let cpu_local = cpu_seconds(Some(local.child.id()));
-    let upstream = Mosquitto::start_on(up_dir.path(), upstream_port, &[])?;
+    let upstream = Mosquitto::start_on(up_dir.path(), upstream_port, UPSTREAM)?;
     let cpu_upstream = cpu_seconds(Some(upstream.child.id()));
     let counter = Counter::start(&upstream, n).await?;
     let connected = upstream.wait_line("bench-bridge", Duration::from_secs(30))?;
@@ -401,10 +401,21 @@ async fn publish(port: u16, n: usize) -> BenchResult<()> {
     Ok(())
 }
 
-/// A QoS 0 `mosquitto_sub` on the upstream that exits after `n` `bench/#` messages: a process
+/// The upstream's settings: no limit on what it queues or has in flight for the counting
+/// subscriber (a QoS 0 subscriber loses messages when it falls behind).
+const UPSTREAM: &[&str] = &["max_queued_messages 0", "max_inflight_messages 0"];
+
+/// A QoS 1 `mosquitto_sub` on the upstream that exits after `n` `bench/#` messages: a process
 /// of its own, so its CPU is counted on neither side.
 struct Counter {
     child: Child,
+}
+
+impl Drop for Counter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Counter {
@@ -419,7 +430,7 @@ impl Counter {
                 "-i",
                 &id,
             ])
-            .args(["-q", "0", "-t", "bench/#", "-C", &n.to_string()])
+            .args(["-q", "1", "-t", "bench/#", "-C", &n.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -434,14 +445,14 @@ impl Counter {
                         "-i",
                         &id,
                     ])
-                    .args(["-q", "0", "-t", "bench/#", "-C", &n.to_string()])
+                    .args(["-q", "1", "-t", "bench/#", "-C", &n.to_string()])
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .spawn()
             })?;
         // The upstream logs the subscription (log_type subscribe).
-        upstream.wait_line(&format!("{id} 0 bench/#"), Duration::from_secs(30))?;
+        upstream.wait_line(&format!("{id} 1 bench/#"), Duration::from_secs(30))?;
         Ok(Counter { child })
     }
 

@@ -111,7 +111,9 @@ fn a_thousand_messages_queued_during_an_outage_all_arrive_in_order() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cloud = cloud();
     let upstream = cloud_subscriber(&cloud, "sf-outage", "sf/lan/#");
-    let agent = Ferrule::run(&config(dir.path(), cloud.port(), "full"));
+    // Paced catch-up (max_rate) still delivers everything, in order.
+    let paced = "  max_rate: 5000\n";
+    let agent = Ferrule::run(&config_with(dir.path(), cloud.port(), "full", paced));
     agent.wait_for_line("uplink connected", WAIT);
     let local = agent.listener_addr().port();
 

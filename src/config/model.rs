@@ -551,7 +551,9 @@ impl OnFull {
 /// What a queue commit guarantees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
-    /// fsync at every commit: a committed message survives power loss.
+    /// fsync at every commit that adds messages: a committed message survives power loss
+    /// (commits that only delete delivered messages are not fsynced: a power loss may make
+    /// them be sent again).
     #[default]
     Full,
     /// Survives a crash of the process; the last commits may be lost on power loss.

@@ -6,7 +6,8 @@
 //!   the publisher's PUBACK/PUBREC (or the agent's next step) comes only after the commit; when
 //!   the queue refuses it (`on_full: reject_new`, or it is larger than `max_bytes`) a LAN
 //!   client's publish is refused (MQTT 5 reason code 0x97, MQTT 3.1.1 connection closed), never
-//!   acknowledged as accepted;
+//!   acknowledged as accepted (the agent's own messages are delivered locally all the same:
+//!   only their trip upstream is lost, and counted);
 //! - every matching rule forwards the message, under its upstream topic (`remote` template or
 //!   prefix, else the local topic); rules that give the same upstream topic queue it once, with
 //!   the highest of their QoS, retained if any of them passes the retain flag through;
@@ -94,7 +95,10 @@ impl Tap for Forwarder {
         }
         match self.queue.enqueue_many(records).await {
             Ok(_) => Ok(()),
-            // Counted and logged (rate-limited) by the queue.
+            // The agent's own messages still reach local subscribers; counted and logged
+            // (rate-limited) by the queue.
+            Err(e) if e.is_refusal() && msg.origin == Origin::Agent => Ok(()),
+            // A LAN client's publish is refused: it keeps the message.
             Err(e) if e.is_refusal() => Err(TapError(e.to_string())),
             Err(e) => {
                 error!(topic = %msg.topic, error = %Chain(&e), "cannot queue message for the uplink");
@@ -208,5 +212,51 @@ mod tests {
         assert!(route(&rules, &downlinks, &local_command).is_empty());
         let result = msg("plant1/boiler/sp/set/result", false);
         assert_eq!(route(&rules, &downlinks, &result).len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod tap_tests {
+    use super::*;
+    use crate::config::{Durability, OnFull};
+    use crate::store::Limits;
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_clients_but_not_the_agents_local_delivery(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let limits = Limits {
+            max_messages: Some(1),
+            on_full: OnFull::RejectNew,
+            ..Limits::default()
+        };
+        let queue = Queue::open_with(&dir.path().join("q.db"), Durability::Normal, limits)?;
+        let rules = vec![ForwardRule {
+            local: "p/#".into(),
+            remote: None,
+            qos: Qos::AtLeastOnce,
+            retain: true,
+        }];
+        let tap = Forwarder::new(rules, vec![], queue.clone());
+        let mut client = Message::agent("p/a".into(), "1", Qos::AtLeastOnce, false);
+        client.origin = Origin::Client {
+            client_id: "c".into(),
+            username: None,
+            addr: None,
+        };
+        tap.on_message(&client).await?;
+        let refused = tap.on_message(&client).await;
+        assert!(
+            refused.as_ref().is_err_and(|e| e.0.contains("full")),
+            "{refused:?}"
+        );
+        let agent = Message::agent("p/$agent/state".into(), "online", Qos::AtLeastOnce, true);
+        tap.on_message(&agent).await?;
+        tap.on_batch(std::slice::from_ref(&agent)).await?;
+        let counted = queue.counters().messages;
+        assert_eq!(counted.get(crate::store::Counter::RejectedFull), 3);
+        assert_eq!(queue.stats().await?.depth, 1);
+        queue.close().await?;
+        Ok(())
     }
 }
