@@ -21,7 +21,7 @@ use crate::command::{self, Target};
 use crate::config::{Config, Device, Qos};
 use crate::store::Queue;
 use crate::topics::Topics;
-use crate::uplink::{Forwarder, UplinkTask};
+use crate::uplink::{Forwarder, Local, UplinkTask};
 
 /// How long device tasks get to stop and publish their final state.
 const FIELD_DRAIN: Duration = Duration::from_secs(5);
@@ -37,18 +37,36 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
     let queue = match &config.uplink {
         // Opening checks the whole file's integrity: keep it off the async workers.
         Some(u) => {
-            let (path, durability) = (u.queue.path.clone(), u.queue.durability);
-            let opened = tokio::task::spawn_blocking(move || Queue::open(&path, durability))
+            let queue_config = u.queue.clone();
+            let opened = tokio::task::spawn_blocking(move || Queue::open_config(&queue_config))
                 .await
                 .context("the queue opening task failed")?;
-            Some(opened.with_context(|| {
+            let queue = opened.with_context(|| {
                 format!("cannot open the uplink queue {}", u.queue.path.display())
-            })?)
+            })?;
+            if let Ok(stats) = queue.stats().await {
+                info!(
+                    path = %u.queue.path.display(),
+                    backlog = stats.depth,
+                    bytes = stats.bytes,
+                    max_bytes = u.queue.max_bytes,
+                    on_full = u.queue.on_full.as_str(),
+                    "uplink queue opened"
+                );
+            }
+            Some(queue)
         }
         None => None,
     };
     let tap: Arc<dyn Tap> = match (&config.uplink, &queue) {
-        (Some(u), Some(q)) => Arc::new(Forwarder::new(u.forward.clone(), q.clone())),
+        (Some(u), Some(q)) => {
+            let downlink_filters = u.downlink.iter().map(|d| d.remote.clone()).collect();
+            Arc::new(Forwarder::new(
+                u.forward.clone(),
+                downlink_filters,
+                q.clone(),
+            ))
+        }
         _ => Arc::new(NoTap),
     };
 
@@ -70,8 +88,9 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
     let uplink_cancel = CancellationToken::new();
     let uplink = match (&config.uplink, &queue) {
         (Some(u), Some(q)) => {
-            let task =
-                UplinkTask::new(u, &topics, q.clone()).context("cannot set up the uplink")?;
+            let local: Arc<dyn Local> = broker.clone();
+            let task = UplinkTask::new(u, &topics, q.clone(), local)
+                .context("cannot set up the uplink")?;
             let span = tracing::info_span!("uplink", url = %u.url);
             Some(tokio::spawn(
                 task.run(uplink_cancel.clone()).instrument(span),

@@ -1,4 +1,5 @@
-//! The command line: `run`, `check`, `simulate`, `probe`, `demo`, `passwd`.
+//! The command line: `run`, `check`, `simulate`, `probe`, `demo`, `passwd`, `queue` (in
+//! `cli/queue.rs`).
 //!
 //! Exit codes: 0 success; 1 a runtime failure (a port in use, an unreadable queue, ...);
 //! 2 an invalid config or bad usage.
@@ -16,6 +17,8 @@ use crate::app;
 use crate::broker;
 use crate::config::{self, Config, ConfigError, Device, Origin, Point, RegisterKind, Transport};
 use crate::field::{busload, plan, probe, simulator};
+
+mod queue;
 
 /// The built-in demo config (also `configs/demo.yaml`).
 pub const DEMO_CONFIG: &str = include_str!("../configs/demo.yaml");
@@ -51,6 +54,9 @@ pub enum Command {
     /// Read raw registers or bits from a device and print every interpretation (u16/i16,
     /// u32/i32/f32 and u64/i64/f64 in all four orders, text), to find a point's type and order.
     Probe(ProbeArgs),
+    /// Inspect or empty the uplink queue of a config (works while the agent runs).
+    #[command(subcommand)]
+    Queue(queue::QueueCommand),
     /// Run the built-in demo: simulator + agent with the built-in demo config, broker on
     /// 127.0.0.1:1883, uplink off.
     Demo {
@@ -147,6 +153,7 @@ pub fn main(cli: Cli) -> ExitCode {
             with_config(&config, |config| runtime(simulate(config, bind)))
         }
         Command::Probe(args) => probe_command(&args),
+        Command::Queue(cmd) => queue::main(cmd),
         Command::Demo { listen } => match demo_config(listen) {
             Ok(config) => runtime(demo(config)),
             Err(e) => report(&e),
@@ -445,16 +452,36 @@ pub fn summary(name: &str, config: &Config) -> String {
             let rules: Vec<String> = u
                 .forward
                 .iter()
-                .map(|r| format!("{} (qos {})", r.local, r.qos.level()))
+                .map(|r| match &r.remote {
+                    Some(remote) => format!("{} → {remote} (qos {})", r.local, r.qos.level()),
+                    None => format!("{} (qos {})", r.local, r.qos.level()),
+                })
                 .collect();
             let _ = writeln!(
                 out,
-                "  uplink: {} as {}, forward {}",
+                "  uplink: {} (MQTT {}) as {}, window {}, forward {}",
                 u.url,
+                u.protocol.as_str(),
                 u.client_id,
+                u.window,
                 rules.join(", ")
             );
-            let _ = writeln!(out, "  queue: {}", u.queue.path.display());
+            if !u.downlink.is_empty() {
+                let filters: Vec<&str> = u.downlink.iter().map(|d| d.remote.as_str()).collect();
+                let _ = writeln!(out, "  downlink: {}", filters.join(", "));
+            }
+            let q = &u.queue;
+            let _ = writeln!(
+                out,
+                "  queue: {} (max_bytes {}, on_full {}, durability {})",
+                q.path.display(),
+                queue::size(q.max_bytes),
+                q.on_full.as_str(),
+                match q.durability {
+                    config::Durability::Full => "full",
+                    config::Durability::Normal => "normal",
+                }
+            );
         }
     }
     for w in warnings {

@@ -6,9 +6,16 @@
 //! - `{site}/{device}/{point}/set`        commands
 //! - `{site}/{device}/{point}/set/result` command results
 //! - `{site}/$agent/state`                `online` / `offline` (retained; the upstream will)
+//! - `{site}/$agent/uplink`               the uplink's state (retained JSON)
+//!
+//! [`Template`] (in `template.rs`) maps topics for the uplink's forward and downlink rules.
 //!
 //! Invariant: site, device and point names are valid topic levels ([`check_level`]), so the
 //! topics built here are always valid topic names and parse back to the same parts.
+
+mod template;
+
+pub use template::{min_levels, Template};
 
 /// Topic level of the device state topic (`{site}/{device}/$state`).
 pub const STATE_LEVEL: &str = "$state";
@@ -47,6 +54,11 @@ impl Topics {
     /// `{site}/$agent/state`: the retained state of the agent itself.
     pub fn agent_state(&self) -> String {
         format!("{}/{AGENT_LEVEL}/state", self.site)
+    }
+
+    /// `{site}/$agent/uplink`: the retained state of the uplink.
+    pub fn agent_uplink(&self) -> String {
+        format!("{}/{AGENT_LEVEL}/uplink", self.site)
     }
 
     /// `{site}/{device}/{point}/set`: where commands for a point arrive.
@@ -193,6 +205,7 @@ mod tests {
         assert_eq!(t.point("boiler", "temp"), "plant1/boiler/temp");
         assert_eq!(t.device_state("boiler"), "plant1/boiler/$state");
         assert_eq!(t.agent_state(), "plant1/$agent/state");
+        assert_eq!(t.agent_uplink(), "plant1/$agent/uplink");
         assert_eq!(t.command("boiler", "sp"), "plant1/boiler/sp/set");
         assert_eq!(
             t.command_result("boiler", "sp"),

@@ -7,6 +7,7 @@
 //! - `decode`   the toolkit that decodes a YAML tree collecting every problem
 //! - `scalar`   decoding of each scalar type (durations, addresses, enums...)
 //! - `validate` the rules across fields and items (names, overlaps, ranges)
+//! - `uplink`   the `uplink` section: keys, defaults, its scalars and its cross-field rules
 //! - `locate`   line and column of a node, from its path
 //! - `error`    [`ConfigError`] and [`Diagnostic`]
 
@@ -18,6 +19,7 @@ mod locate;
 pub mod model;
 mod scalar;
 mod schema;
+mod uplink;
 mod validate;
 
 pub use error::{ConfigError, Diagnostic};

@@ -11,13 +11,12 @@ use serde_yaml::Value;
 
 use super::decode::{expected, map, quote, Ctx, Decode};
 use super::model::{
-    DataType, Deadband, Durability, HostPort, ListenerProtocol, Parity, Qos, RegisterKind,
-    UplinkUrl, WordOrder,
-    Writable,
+    DataType, Deadband, Durability, HostPort, ListenerProtocol, Parity, Qos, RegisterKind, Scheme,
+    UplinkUrl, WordOrder, Writable,
 };
 
 /// The text of a string node.
-fn text<'v>(cx: &mut Ctx, node: &'v Value, what: &str) -> Option<&'v str> {
+pub(super) fn text<'v>(cx: &mut Ctx, node: &'v Value, what: &str) -> Option<&'v str> {
     let s = node.as_str();
     if s.is_none() {
         cx.error(expected(what, node));
@@ -26,7 +25,7 @@ fn text<'v>(cx: &mut Ctx, node: &'v Value, what: &str) -> Option<&'v str> {
 }
 
 /// An integer within `min..=max`.
-fn integer(cx: &mut Ctx, node: &Value, min: i64, max: i64) -> Option<i64> {
+pub(super) fn integer(cx: &mut Ctx, node: &Value, min: i64, max: i64) -> Option<i64> {
     let allowed = format!("an integer from {min} to {max}");
     let Value::Number(n) = node else {
         cx.error(expected(&allowed, node));
@@ -63,7 +62,7 @@ fn finite(cx: &mut Ctx, node: &Value) -> Option<f64> {
 }
 
 /// One of a closed set of names, e.g. register kinds.
-fn one_of<T: Copy>(
+pub(super) fn one_of<T: Copy>(
     cx: &mut Ctx,
     node: &Value,
     what: &str,
@@ -400,25 +399,48 @@ impl Decode for UplinkUrl {
 }
 
 fn parse_url(s: &str) -> Result<UplinkUrl, String> {
-    const ALLOWED: &str = "expected mqtt://host[:port] (default port 1883) \
-                           or mqtts://host[:port] (default port 8883)";
-    let (tls, rest, default_port) = if let Some(rest) = s.strip_prefix("mqtt://") {
-        (false, rest, 1883)
-    } else if let Some(rest) = s.strip_prefix("mqtts://") {
-        (true, rest, 8883)
-    } else {
+    const ALLOWED: &str = "expected mqtt://host[:port] (default port 1883), \
+                           mqtts://host[:port] (8883), ws://host[:port][/path] (80) \
+                           or wss://host[:port][/path] (443)";
+    let Some((scheme, rest)) = s.split_once("://") else {
         return Err(format!(
             "{} does not start with a supported scheme; {ALLOWED}",
             quote(s)
         ));
     };
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    let hp = parse_host_port(rest, Some(default_port))
+    let scheme = match scheme {
+        "mqtt" => Scheme::Mqtt,
+        "mqtts" => Scheme::Mqtts,
+        "ws" => Scheme::Ws,
+        "wss" => Scheme::Wss,
+        _ => {
+            return Err(format!(
+                "{} does not start with a supported scheme; {ALLOWED}",
+                quote(s)
+            ))
+        }
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) if scheme.websocket() => (&rest[..i], &rest[i..]),
+        _ => (rest.strip_suffix('/').unwrap_or(rest), ""),
+    };
+    let hp = parse_host_port(authority, Some(scheme.default_port()))
         .map_err(|why| format!("{} is not a valid URL: {why}; {ALLOWED}", quote(s)))?;
+    if path.contains(|c: char| c.is_whitespace() || c == '#') {
+        return Err(format!(
+            "{} is not a valid URL: the path must not contain spaces or `#`; {ALLOWED}",
+            quote(s)
+        ));
+    }
+    let path = match path {
+        "" if scheme.websocket() => "/mqtt".to_owned(),
+        p => p.to_owned(),
+    };
     Ok(UplinkUrl {
-        tls,
+        scheme,
         host: hp.host,
         port: hp.port,
+        path,
     })
 }
 
@@ -695,10 +717,21 @@ mod tests {
     fn urls() {
         let url = parse_url("mqtts://cloud.example.com/").expect("url");
         assert_eq!(
-            (url.tls, url.host.as_str(), url.port),
+            (url.tls(), url.host.as_str(), url.port),
             (true, "cloud.example.com", 8883)
         );
         assert_eq!(parse_url("mqtt://h:1").expect("url").port, 1);
+        let ws = parse_url("ws://h").expect("url");
+        assert_eq!(
+            (ws.scheme, ws.port, ws.path.as_str()),
+            (Scheme::Ws, 80, "/mqtt")
+        );
+        assert_eq!(ws.to_string(), "ws://h:80/mqtt");
+        let wss = parse_url("wss://h:8443/ws/mqtt").expect("url");
+        assert_eq!(
+            (wss.tls(), wss.port, wss.path.as_str()),
+            (true, 8443, "/ws/mqtt")
+        );
         for (text, fragment) in [
             ("tcp://h", "supported scheme"),
             ("h:1883", "supported scheme"),

@@ -18,8 +18,8 @@ use super::decode::{all, expected, list, map, quote, Ctx, Decode, Map, Seg};
 use super::load::Origin;
 use super::model::*;
 use super::scalar::{
-    AddressBase, Baud, BitIndex, ConnectionCap, Count, DataBits, Finite, Length, Limit,
-    PacketSize, Period, Scale, StopBits, UnitId, Window,
+    AddressBase, Baud, BitIndex, ConnectionCap, Count, DataBits, Finite, Length, Limit, PacketSize,
+    Period, Scale, StopBits, UnitId, Window,
 };
 use super::validate::{self, PointAt};
 
@@ -81,9 +81,6 @@ const POINT: &[&str] = &[
     "poll",
     "writable",
 ];
-const UPLINK: &[&str] = &["url", "client_id", "keepalive", "ca", "forward", "queue"];
-const FORWARD: &[&str] = &["local", "qos"];
-const QUEUE: &[&str] = &["path", "durability"];
 
 /// Decodes and validates the whole document.
 pub fn config(cx: &mut Ctx, root: &Value, origin: &Origin) -> Option<Config> {
@@ -107,7 +104,9 @@ pub fn config(cx: &mut Ctx, root: &Value, origin: &Origin) -> Option<Config> {
         None => None,
     };
     let devices = m.required_with(cx, "devices", |cx, v| devices(cx, v, buses.as_deref(), cap));
-    let uplink = m.optional_with(cx, "uplink", |cx, v| uplink(cx, v, site.as_deref(), origin));
+    let uplink = m.optional_with(cx, "uplink", |cx, v| {
+        super::uplink::uplink(cx, v, site.as_deref(), origin)
+    });
     let buses = all(buses?.into_iter().map(|b| b.item).collect());
     Some(Config {
         site: site?,
@@ -590,64 +589,6 @@ fn default_type(kind: RegisterKind, bit: bool) -> DataType {
     }
 }
 
-fn uplink(cx: &mut Ctx, node: &Value, site: Option<&str>, origin: &Origin) -> Option<Uplink> {
-    let m = map(cx, node, UPLINK)?;
-    let url = m.required::<UplinkUrl>(cx, "url");
-    let client_id = m.optional_with(cx, "client_id", |cx, v| {
-        let id = String::decode(cx, v)?;
-        validate::client_id(cx, &id);
-        Some(id)
-    });
-    let keepalive = m.or(cx, "keepalive", DEFAULT_UPLINK_KEEPALIVE);
-    validate::keepalive(cx, keepalive);
-    let ca = m.optional::<PathBuf>(cx, "ca");
-    let forward = m.optional_with(cx, "forward", |cx, v| all(list(cx, v, forward_rule)?));
-    let queue = m.optional_with(cx, "queue", |cx, v| queue(cx, v, origin));
-    // Without `client_id` the default needs the site; when the site failed it is reported there.
-    let client_id = match client_id? {
-        Some(id) => id,
-        None => format!("ferrule-{}", site?),
-    };
-    Some(Uplink {
-        url: url?,
-        client_id,
-        keepalive: keepalive?,
-        ca: ca?.map(|ca| origin.base_dir.join(ca)),
-        forward: forward?.unwrap_or_default(),
-        queue: queue?.unwrap_or_else(|| QueueConfig {
-            path: origin.state_dir.join(DEFAULT_QUEUE_FILE),
-            durability: Durability::default(),
-        }),
-    })
-}
-
-fn forward_rule(cx: &mut Ctx, node: &Value) -> Option<ForwardRule> {
-    let m = map(cx, node, FORWARD)?;
-    let local = m.required_with(cx, "local", |cx, v| {
-        let filter = String::decode(cx, v)?;
-        validate::filter(cx, &filter);
-        Some(filter)
-    });
-    let qos = m.or(cx, "qos", Qos::default());
-    Some(ForwardRule {
-        local: local?,
-        qos: qos?,
-    })
-}
-
-fn queue(cx: &mut Ctx, node: &Value, origin: &Origin) -> Option<QueueConfig> {
-    let m = map(cx, node, QUEUE)?;
-    let path = m.optional::<PathBuf>(cx, "path");
-    let durability = m.or(cx, "durability", Durability::default());
-    Some(QueueConfig {
-        path: match path? {
-            Some(path) => origin.base_dir.join(path),
-            None => origin.state_dir.join(DEFAULT_QUEUE_FILE),
-        },
-        durability: durability?,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
@@ -757,7 +698,7 @@ devices:
       - {name: run, kind: coil, address: 0, writable: true}
       - {name: off, kind: discrete, address: 0, writable: false}
 uplink:
-  url: mqtt://cloud.example.com
+  url: mqtts://cloud.example.com
   client_id: gw_1
   keepalive: 1m
   ca: certs/ca.pem
@@ -816,30 +757,24 @@ uplink:
             ]
         );
         let uplink = config.uplink.expect("uplink");
-        assert_eq!(uplink.url.to_string(), "mqtt://cloud.example.com:1883");
+        assert_eq!(uplink.url.to_string(), "mqtts://cloud.example.com:8883");
         assert_eq!(uplink.client_id, "gw_1");
         assert_eq!(uplink.keepalive, Duration::from_secs(60));
         assert_eq!(uplink.ca, Some(PathBuf::from("/etc/ferrule/certs/ca.pem")));
+        let rules: Vec<(&str, Qos)> = uplink
+            .forward
+            .iter()
+            .map(|r| (r.local.as_str(), r.qos))
+            .collect();
         assert_eq!(
-            uplink.forward,
-            vec![
-                ForwardRule {
-                    local: "plant1/#".into(),
-                    qos: Qos::AtLeastOnce
-                },
-                ForwardRule {
-                    local: "+/+/$state".into(),
-                    qos: Qos::ExactlyOnce
-                },
+            rules,
+            [
+                ("plant1/#", Qos::AtLeastOnce),
+                ("+/+/$state", Qos::ExactlyOnce)
             ]
         );
-        assert_eq!(
-            uplink.queue,
-            QueueConfig {
-                path: PathBuf::from("/data/q.db"),
-                durability: Durability::Normal
-            }
-        );
+        assert_eq!(uplink.queue.path, PathBuf::from("/data/q.db"));
+        assert_eq!(uplink.queue.durability, Durability::Normal);
     }
 
     #[test]
@@ -912,13 +847,8 @@ uplink:
         assert_eq!(u.client_id, "ferrule-plant1");
         assert_eq!(u.keepalive, DEFAULT_UPLINK_KEEPALIVE);
         assert_eq!((u.ca, u.forward), (None, vec![]));
-        assert_eq!(
-            u.queue,
-            QueueConfig {
-                path: PathBuf::from("/run/state/queue.db"),
-                durability: Durability::Full
-            }
-        );
+        assert_eq!(u.queue.path, PathBuf::from("/run/state/queue.db"));
+        assert_eq!(u.queue.durability, Durability::Full);
         let u = with("  url: mqtt://h:1884\n  queue: {path: data/q.db}\n");
         assert_eq!(u.url.port, 1884);
         assert_eq!(u.queue.path, PathBuf::from("/etc/ferrule/data/q.db"));

@@ -39,6 +39,9 @@ pub enum StoreError {
     /// The file is still unusable after the corrupt one was moved aside.
     #[error("queue database {} is unusable after recovery: {reason}", path.display())]
     Corrupt { path: PathBuf, reason: String },
+    /// The file is damaged (found by `ferrule queue`, which never moves it).
+    #[error("queue database {} is corrupt: {reason}", path.display())]
+    Damaged { path: PathBuf, reason: String },
     /// The file was written by a newer ferrule; it is left untouched.
     #[error(
         "queue database {} has schema version {found}; this build supports up to {supported}",
@@ -52,12 +55,32 @@ pub enum StoreError {
     /// The file system refused WAL mode (e.g. a network file system).
     #[error("queue database {}: journal mode is {mode:?}, WAL is required", path.display())]
     NotWal { path: PathBuf, mode: String },
+    /// `on_full: reject_new` and the queue is at a bound: the message was not queued.
+    #[error("queue {} is full ({bound} {limit} reached; on_full: reject_new): message refused", path.display())]
+    Full {
+        path: PathBuf,
+        bound: &'static str,
+        limit: u64,
+    },
+    /// One message alone is larger than `max_bytes`: it could never be queued.
+    #[error("message of {size} bytes refused: larger than the queue's max_bytes ({max_bytes}) of {}", path.display())]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        max_bytes: u64,
+    },
     /// The queue was closed (or its worker thread has stopped).
     #[error("the queue is closed")]
     Closed,
 }
 
 impl StoreError {
+    /// Whether the queue refused the message because of its bounds (not a failure of the
+    /// queue itself).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Self::Full { .. } | Self::TooLarge { .. })
+    }
+
     pub(crate) fn sqlite(
         path: &std::path::Path,
         op: &'static str,

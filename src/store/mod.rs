@@ -13,15 +13,27 @@
 //!   file was reopened (`AUTOINCREMENT`), so a reader may keep an `after_id` cursor.
 //! - **Fetch returns rows in id order**, which is enqueue order; so order is preserved per topic.
 //! - A corrupt file is moved aside (`<name>.corrupt-<UTC timestamp>`) and reported, never deleted.
+//! - **Bounded**: `max_age`, and `max_bytes` / `max_messages` with an `on_full` policy (see
+//!   `bounds`); every message dropped or refused is counted per reason, in memory since open
+//!   ([`Queue::counters`]) and in the file since its creation ([`inspect`]), and logged
+//!   rate-limited.
+//! - Ids start at the creation time in microseconds and are the sequence numbers the cloud
+//!   sees (see `schema`).
 //!
 //! Layout:
-//! - [`queue`]  the async handle ([`Queue`]) and the record types
-//! - `worker`   the thread that owns the connection and commits batches of requests
-//! - `schema`   connection setup, integrity check, versioned schema, the SQL
-//! - `recover`  moving a corrupt file aside
-//! - [`error`]  [`StoreError`]
+//! - [`queue`]    the async handle ([`Queue`]) and the record types
+//! - `worker`     the thread that owns the connection and commits batches of requests
+//! - [`bounds`]   the bounds and the pure decisions of what to drop or refuse
+//! - [`counters`] what is counted, and the rate-limited drop log
+//! - [`inspect`]  read-only access (and purge) for `ferrule queue`, beside a running agent
+//! - `schema`     connection setup, integrity check, versioned schema, the SQL
+//! - `recover`    moving a corrupt file aside
+//! - [`error`]    [`StoreError`]
 
+pub mod bounds;
+pub mod counters;
 pub mod error;
+pub mod inspect;
 pub mod queue;
 mod recover;
 mod schema;
@@ -30,5 +42,7 @@ mod worker;
 #[cfg(test)]
 mod tests;
 
+pub use bounds::{Limits, OnFull};
+pub use counters::{Counter, Totals};
 pub use error::StoreError;
 pub use queue::{Counters, Queue, Record, Row, Stats};

@@ -6,17 +6,19 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::bounds::Limits;
+use super::counters::{Counter, SharedCounters, Totals};
 use super::schema::{self, Checked};
 use super::worker::{Request, Worker};
 use super::{recover, StoreError};
-use crate::config::Durability;
+use crate::config::{Durability, QueueConfig};
 
 /// Requests that may wait for the worker before senders are made to wait.
 const CHANNEL_CAPACITY: usize = 1024;
@@ -54,20 +56,36 @@ pub struct Stats {
     pub last_id: i64,
 }
 
-/// Counters of the worker since open, for metrics.
+/// Counters of the queue since open, for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Counters {
     /// Write transactions committed (one per group commit).
     pub commits: u64,
     /// Write transactions that failed; each failure was reported to every request of its batch.
     pub failed_commits: u64,
+    /// Messages in, out, dropped and refused (per reason) since open.
+    pub messages: Totals,
 }
 
-/// Counters shared between the worker (writer) and the handles (readers).
-#[derive(Debug, Default)]
-pub(crate) struct SharedCounters {
-    pub(crate) commits: AtomicU64,
-    pub(crate) failed_commits: AtomicU64,
+/// Where the worker's time comes from (`enqueued_ms`, `max_age`).
+#[derive(Debug, Clone, Default)]
+pub(crate) enum Clock {
+    /// The wall clock.
+    #[default]
+    System,
+    /// A test's clock, in Unix milliseconds.
+    #[cfg(test)]
+    Fake(Arc<std::sync::atomic::AtomicI64>),
+}
+
+impl Clock {
+    pub(crate) fn now_ms(&self) -> i64 {
+        match self {
+            Self::System => chrono::Utc::now().timestamp_millis(),
+            #[cfg(test)]
+            Self::Fake(ms) => ms.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// Handle to the durable queue. Clones share one worker thread and one SQLite connection.
@@ -105,6 +123,40 @@ impl Queue {
     /// Blocks: the integrity check reads the whole file. From async code, call it inside
     /// `spawn_blocking` or before serving traffic.
     pub fn open(path: &Path, durability: Durability) -> Result<Queue, StoreError> {
+        Self::open_inner(path, durability, Limits::default(), Clock::System)
+    }
+
+    /// [`Queue::open`] for `uplink.queue`: its path, durability and bounds.
+    pub fn open_config(config: &QueueConfig) -> Result<Queue, StoreError> {
+        Self::open_with(&config.path, config.durability, Limits::from(config))
+    }
+
+    /// [`Queue::open`] with bounds.
+    pub fn open_with(
+        path: &Path,
+        durability: Durability,
+        limits: Limits,
+    ) -> Result<Queue, StoreError> {
+        Self::open_inner(path, durability, limits, Clock::System)
+    }
+
+    /// [`Queue::open_with`] on a test's clock.
+    #[cfg(test)]
+    pub(crate) fn open_with_clock(
+        path: &Path,
+        durability: Durability,
+        limits: Limits,
+        clock: Clock,
+    ) -> Result<Queue, StoreError> {
+        Self::open_inner(path, durability, limits, clock)
+    }
+
+    fn open_inner(
+        path: &Path,
+        durability: Durability,
+        limits: Limits,
+        clock: Clock,
+    ) -> Result<Queue, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
                 path: parent.to_path_buf(),
@@ -134,7 +186,13 @@ impl Queue {
             }
         };
         let counters = Arc::new(SharedCounters::default());
-        let (worker, committed) = Worker::new(conn, path.to_path_buf(), Arc::clone(&counters))?;
+        let (worker, committed) = Worker::new(
+            conn,
+            path.to_path_buf(),
+            Arc::clone(&counters),
+            limits,
+            clock,
+        )?;
         let (requests, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let thread = std::thread::Builder::new()
             .name("ferrule-store".into())
@@ -166,14 +224,17 @@ impl Queue {
         self.inner.recovered_from.clone()
     }
 
-    /// Queues one record; resolves with its id once the row is committed.
+    /// Queues one record; resolves with its id once the row is committed. Refused with
+    /// [`StoreError::Full`] or [`StoreError::TooLarge`] when the bounds say so.
     pub async fn enqueue(&self, record: Record) -> Result<i64, StoreError> {
         let mut ids = self.enqueue_many(vec![record]).await?;
         Ok(ids.pop().expect("the worker returns one id per record"))
     }
 
     /// Queues records in one transaction (all or none); resolves with their ids, in order, once
-    /// committed.
+    /// committed. Under `on_full: reject_new` a request that does not fit is refused whole
+    /// ([`StoreError::Full`]); under `drop_oldest` it is taken and the oldest rows make room
+    /// (which may be some of its own records when it alone exceeds a bound).
     pub async fn enqueue_many(&self, records: Vec<Record>) -> Result<Vec<i64>, StoreError> {
         self.call(|reply| Request::Enqueue { records, reply }).await
     }
@@ -190,7 +251,22 @@ impl Queue {
 
     /// Deletes rows (call after the upstream PUBACK); unknown ids are ignored.
     pub async fn ack(&self, ids: Vec<i64>) -> Result<(), StoreError> {
-        self.call(|reply| Request::Ack { ids, reply }).await
+        self.delete(ids, Counter::Delivered).await
+    }
+
+    /// Deletes rows the upstream broker refused for good (MQTT 5 reason codes such as "not
+    /// authorized"), counted as `refused_upstream`; unknown ids are ignored.
+    pub async fn discard(&self, ids: Vec<i64>) -> Result<(), StoreError> {
+        self.delete(ids, Counter::RefusedUpstream).await
+    }
+
+    async fn delete(&self, ids: Vec<i64>, counter: Counter) -> Result<(), StoreError> {
+        self.call(|reply| Request::Ack {
+            ids,
+            counter,
+            reply,
+        })
+        .await
     }
 
     /// Depth, size, age and last id of the queue.
@@ -204,11 +280,12 @@ impl Queue {
         self.inner.committed.clone()
     }
 
-    /// Commit and failure counts since open.
+    /// Commits, failures, and messages in, out, dropped and refused since open.
     pub fn counters(&self) -> Counters {
         Counters {
             commits: self.inner.counters.commits.load(Ordering::Relaxed),
             failed_commits: self.inner.counters.failed_commits.load(Ordering::Relaxed),
+            messages: self.inner.counters.totals(),
         }
     }
 
@@ -246,5 +323,16 @@ impl Queue {
             .await
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+impl From<&QueueConfig> for Limits {
+    fn from(c: &QueueConfig) -> Self {
+        Limits {
+            max_bytes: Some(c.max_bytes),
+            max_messages: c.max_messages,
+            max_age: c.max_age,
+            on_full: c.on_full,
+        }
     }
 }

@@ -3,6 +3,18 @@
 //! [`open`] tells a corrupt file (not a database, or `quick_check` fails) apart from every other
 //! failure: only the former may be moved aside by the caller. A locked, unreadable or newer file
 //! is an error and is left untouched. Nothing is written to a file before it passed the checks.
+//!
+//! Schema versions:
+//! - 1: the `queue` table.
+//! - 2: the `counters` table (totals since the file was created: enqueued, delivered, dropped
+//!   per reason, purged; written in the same transaction as the rows they count), and
+//!   `auto_vacuum = INCREMENTAL` so the pages freed by a drain can be given back to the file
+//!   system (a version 1 file is rebuilt once with `VACUUM` to switch it on).
+//!
+//! A new file's ids start at the Unix time in microseconds of its creation, not at 1: the id is
+//! the sequence number the cloud sees, and a queue re-created after its file was lost or moved
+//! aside as corrupt must continue above every id the old one handed out (it does as long as the
+//! old one averaged fewer than a million messages a second and the clock did not go back).
 
 use std::fs::File;
 use std::io::{ErrorKind, Read};
@@ -16,13 +28,20 @@ use super::StoreError;
 use crate::config::Durability;
 
 /// The schema version this build writes and reads.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// How long a statement waits for a lock held by another connection (e.g. `ferrule queue`).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Prepared statements kept per connection; more than the statements below.
 const STATEMENT_CACHE: usize = 32;
+
+/// The WAL is truncated back to this size after a checkpoint (it grows past it only between
+/// two checkpoints, every ~1000 pages by SQLite's default).
+const JOURNAL_SIZE_LIMIT: i64 = 16 << 20;
+
+/// Page cache of the worker's connection, in KiB (SQLite's default is 2000 KiB).
+const CACHE_KIB: i64 = 8 << 10;
 
 /// Version 1. `AUTOINCREMENT` keeps ids from being reused after the table empties.
 const CREATE_V1: &str = "
@@ -36,6 +55,14 @@ CREATE TABLE queue (
 ) STRICT;
 ";
 
+/// Version 2: totals since the file was created, one row per [`Counter`](super::counters).
+const CREATE_V2: &str = "
+CREATE TABLE counters (
+    name  TEXT    PRIMARY KEY,
+    value INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+";
+
 pub(crate) const BEGIN: &str = "BEGIN IMMEDIATE";
 pub(crate) const COMMIT: &str = "COMMIT";
 pub(crate) const ROLLBACK: &str = "ROLLBACK";
@@ -44,9 +71,14 @@ pub(crate) const ROLLBACK_TO: &str = "ROLLBACK TO request";
 pub(crate) const RELEASE: &str = "RELEASE request";
 pub(crate) const INSERT: &str =
     "INSERT INTO queue (enqueued_ms, topic, payload, qos, retain) VALUES (?1, ?2, ?3, ?4, ?5)";
-/// Returns the size of the deleted row, as counted in `Stats::bytes`.
-pub(crate) const DELETE: &str =
-    "DELETE FROM queue WHERE id = ?1 RETURNING octet_length(topic) + length(payload)";
+/// Deletes a range of ids; returns the size of each deleted row, as counted in `Stats::bytes`.
+pub(crate) const DELETE_RANGE: &str = "DELETE FROM queue WHERE id BETWEEN ?1 AND ?2 \
+     RETURNING octet_length(topic) + length(payload)";
+/// Drops a prefix of the queue (the bounds).
+pub(crate) const DELETE_UPTO: &str = "DELETE FROM queue WHERE id <= ?1";
+/// The oldest rows with their sizes and times, for the bounds.
+pub(crate) const OLDEST_ROWS: &str = "SELECT id, octet_length(topic) + length(payload), \
+     enqueued_ms FROM queue ORDER BY id";
 pub(crate) const FETCH: &str = "SELECT id, enqueued_ms, topic, payload, qos, retain FROM queue \
      WHERE id > ?1 ORDER BY id LIMIT ?2";
 pub(crate) const OLDEST: &str = "SELECT enqueued_ms FROM queue ORDER BY id LIMIT 1";
@@ -56,6 +88,9 @@ pub(crate) const TOTALS: &str =
 pub(crate) const LAST_ID: &str =
     "SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'queue'";
 pub(crate) const CHECKPOINT: &str = "PRAGMA wal_checkpoint(TRUNCATE)";
+pub(crate) const ADD_COUNTER: &str = "INSERT INTO counters (name, value) VALUES (?1, ?2) \
+     ON CONFLICT (name) DO UPDATE SET value = value + excluded.value";
+pub(crate) const COUNTERS: &str = "SELECT name, value FROM counters";
 
 /// Outcome of [`open`] that is not an error.
 pub(crate) enum Checked {
@@ -144,6 +179,12 @@ fn setup(conn: &Connection, path: &Path, durability: Durability) -> Result<(), S
             problems.join("; ")
         )));
     }
+    if version == 0 {
+        // Only takes effect on a file with no table yet, and only before WAL mode writes the
+        // first page; a no-op otherwise (`migrate` rebuilds older files).
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+            .map_err(failed(path, "set auto_vacuum"))?;
+    }
     let mode: String = conn
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
         .map_err(failed(path, "enable WAL"))?;
@@ -159,6 +200,10 @@ fn setup(conn: &Connection, path: &Path, durability: Durability) -> Result<(), S
     };
     conn.pragma_update(None, "synchronous", synchronous)
         .map_err(failed(path, "set synchronous"))?;
+    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)
+        .map_err(failed(path, "set journal_size_limit"))?;
+    conn.pragma_update(None, "cache_size", -CACHE_KIB)
+        .map_err(failed(path, "set cache_size"))?;
     migrate(conn, version).map_err(failed(path, "create schema"))?;
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)
         .map_err(failed(path, "set no_ckpt_on_close"))?;
@@ -207,14 +252,57 @@ fn migrate(conn: &Connection, version: i64) -> rusqlite::Result<()> {
     if version == SCHEMA_VERSION {
         return Ok(());
     }
-    // One transaction: a crash leaves either no table or version 1 with its table.
-    let sql =
-        format!("BEGIN IMMEDIATE; {CREATE_V1} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;");
-    conn.execute_batch(&sql).inspect_err(|_| {
+    if auto_vacuum(conn)? != AUTO_VACUUM_INCREMENTAL {
+        // An existing file switches only by being rebuilt; VACUUM is atomic on its own, and a
+        // crash after it just redoes the steps below.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+        conn.execute_batch("VACUUM")?;
+    }
+    let mut steps = String::from("BEGIN IMMEDIATE;");
+    if version < 1 {
+        steps.push_str(CREATE_V1);
+        steps.push_str(&format!(
+            "INSERT INTO sqlite_sequence (name, seq) VALUES ('queue', {});",
+            first_id() - 1
+        ));
+    }
+    if version < 2 {
+        steps.push_str(CREATE_V2);
+    }
+    steps.push_str(&format!("PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"));
+    // One transaction: a crash leaves the file at the old version or the new one, whole.
+    conn.execute_batch(&steps).inspect_err(|_| {
         // Leave no transaction open on a connection about to be dropped; if there is none,
         // this fails harmlessly.
         let _ = conn.execute_batch(ROLLBACK);
     })
+}
+
+/// `PRAGMA auto_vacuum` value of incremental vacuum.
+const AUTO_VACUUM_INCREMENTAL: i64 = 2;
+
+fn auto_vacuum(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "auto_vacuum", |row| row.get(0))
+}
+
+/// The first id of a new queue: the Unix time in microseconds (at least 1).
+fn first_id() -> i64 {
+    chrono::Utc::now().timestamp_micros().max(1)
+}
+
+/// Gives up to `pages` free pages back to the file system (all of them with `None`).
+///
+/// The pragma returns one row per page freed and frees a page per step, so it is stepped to
+/// the end (`execute_batch` would step once and free one page).
+pub(crate) fn incremental_vacuum(conn: &Connection, pages: Option<i64>) -> rusqlite::Result<()> {
+    let sql = match pages {
+        Some(n) => format!("PRAGMA incremental_vacuum({n})"),
+        None => "PRAGMA incremental_vacuum".to_owned(),
+    };
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query([])?;
+    while rows.next()?.is_some() {}
+    Ok(())
 }
 
 /// Whether SQLite says the file itself is damaged (as opposed to locked, unreadable, full...).

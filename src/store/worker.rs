@@ -11,16 +11,35 @@
 //! without taking the rest of its batch down. When SQLite has rolled the whole transaction back
 //! itself (disk full, I/O error) or a savepoint cannot be released or rolled back, the whole
 //! batch fails. Either way a caller is told "committed" only for rows that are.
+//!
+//! The bounds (see `bounds`) are applied inside the same transaction: expired rows are dropped
+//! before the writes, a request that does not fit under `reject_new` is refused alone, and under
+//! `drop_oldest` the oldest rows are dropped after the writes until the bounds hold. The
+//! counters of the batch (see `counters`) are written in it too.
+//!
+//! With `durability: full`, a commit that adds messages is fsynced; one that only deletes
+//! (acknowledged, dropped or expired rows) is not (`synchronous = NORMAL` for it): a crash of
+//! the process keeps it anyway, and a power loss can only undo deletes, so delivered messages
+//! may be sent again, never lost. The next fsynced commit makes the earlier ones durable too
+//! (the WAL is written in order).
+//!
+//! Other connections (`ferrule queue purge`) may change the file: `PRAGMA data_version` is
+//! checked before each batch and the totals are recounted when it moved. Pages freed by deletes
+//! are given back to the file system a chunk at a time (`incremental_vacuum`) once more than a
+//! third of the file is free.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use rusqlite::{params, Connection};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::queue::{Record, Row, SharedCounters, Stats};
+use super::bounds::{self, Level, Limits, Refusal};
+use super::counters::{Counter, DropLog, SharedCounters, Totals};
+use super::queue::{Clock, Record, Row, Stats};
 use super::schema;
 use super::StoreError;
 
@@ -30,6 +49,14 @@ pub(crate) const MAX_BATCH_RECORDS: usize = 1024;
 
 /// Failed batches in a row between two repeated error logs.
 const LOG_EVERY_FAILURES: u64 = 100;
+
+/// `PRAGMA synchronous` value of FULL.
+const SYNCHRONOUS_FULL: i64 = 2;
+
+/// Free pages below which the file is never shrunk (256 KiB of 4 KiB pages).
+const VACUUM_MIN_FREE_PAGES: i64 = 64;
+/// Most pages given back per batch, so one batch never stalls on a long vacuum.
+const VACUUM_STEP_PAGES: i64 = 2048;
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -41,6 +68,8 @@ pub(crate) enum Request {
     },
     Ack {
         ids: Vec<i64>,
+        /// What the deleted rows count as: delivered, or refused upstream.
+        counter: Counter,
         reply: Reply<()>,
     },
     Fetch {
@@ -75,6 +104,7 @@ enum Write {
     },
     Ack {
         ids: Vec<i64>,
+        counter: Counter,
         reply: Reply<()>,
     },
 }
@@ -91,38 +121,48 @@ enum Read {
     },
 }
 
-/// The effect of one write, applied to the in-memory totals once its batch committed.
-#[derive(Default)]
-struct Done {
-    /// Ids of the inserted rows (none for an ack).
-    ids: Vec<i64>,
-    added_bytes: u64,
-    removed_rows: u64,
-    removed_bytes: u64,
-}
-
 /// A failed statement: the operation and SQLite's error.
 type Failure = (&'static str, rusqlite::Error);
 
 /// How one write of a batch failed.
 enum WriteError {
-    /// SQLite refused this write; it was rolled back alone, the batch goes on.
-    Refused(Failure),
+    /// The write was refused (by SQLite, rolled back alone, or by the bounds); the batch goes on.
+    Refused(StoreError),
     /// The transaction is no longer sound (rolled back by SQLite, or a savepoint failed):
     /// the whole batch fails.
     Abort(Failure),
+}
+
+/// The state of the open transaction of a batch: what the queue will hold once it commits.
+struct Txn {
+    level: Level,
+    tally: Totals,
+    last_id: i64,
+    expired: bool,
 }
 
 pub(crate) struct Worker {
     conn: Connection,
     path: PathBuf,
     /// Totals of the committed rows, kept in step with every commit so `stats` needs no scan.
-    depth: u64,
-    bytes: u64,
+    level: Level,
     last_id: i64,
     committed: watch::Sender<i64>,
     counters: Arc<SharedCounters>,
+    limits: Limits,
+    clock: Clock,
+    /// `PRAGMA data_version` as last seen: another connection committed when it moves.
+    data_version: i64,
+    /// The time (ms) at which the oldest row turns older than `max_age`; `i64::MAX` when no row
+    /// can expire.
+    next_expiry_ms: i64,
     failures_in_a_row: u64,
+    vacuum_failures: u64,
+    drop_log: DropLog,
+    /// The file was opened with `synchronous = FULL` (`durability: full`).
+    durable: bool,
+    /// Whether the connection is at `synchronous = FULL` now.
+    sync_full: bool,
     /// Test hook: make the next commits fail as if `COMMIT` had.
     #[cfg(test)]
     pub(crate) fail_commits: bool,
@@ -134,25 +174,35 @@ impl Worker {
         conn: Connection,
         path: PathBuf,
         counters: Arc<SharedCounters>,
+        limits: Limits,
+        clock: Clock,
     ) -> Result<(Worker, watch::Receiver<i64>), StoreError> {
-        let (depth, bytes) = conn
-            .query_row(schema::TOTALS, [], |row| {
-                Ok((count(row.get(0)?), count(row.get(1)?)))
-            })
-            .map_err(|e| StoreError::sqlite(&path, "count rows", e))?;
-        let last_id = conn
-            .query_row(schema::LAST_ID, [], |row| row.get::<_, i64>(0))
-            .map_err(|e| StoreError::sqlite(&path, "read last id", e))?;
+        let (level, last_id) =
+            recount(&conn).map_err(|e| StoreError::sqlite(&path, "count rows", e))?;
+        let data_version =
+            data_version(&conn).map_err(|e| StoreError::sqlite(&path, "read data_version", e))?;
+        let synchronous: i64 = conn
+            .pragma_query_value(None, "synchronous", |row| row.get(0))
+            .map_err(|e| StoreError::sqlite(&path, "read synchronous", e))?;
+        let durable = synchronous >= SYNCHRONOUS_FULL;
         let (committed, rx) = watch::channel(last_id);
         let worker = Worker {
             conn,
             path,
-            depth,
-            bytes,
+            level,
             last_id,
             committed,
             counters,
+            limits,
+            clock,
+            data_version,
+            // Check at the first batch.
+            next_expiry_ms: i64::MIN,
             failures_in_a_row: 0,
+            vacuum_failures: 0,
+            drop_log: DropLog::default(),
+            durable,
+            sync_full: durable,
             #[cfg(test)]
             fail_commits: false,
         };
@@ -208,7 +258,15 @@ impl Worker {
                 Request::Enqueue { records, reply } => {
                     writes.push(Write::Enqueue { records, reply })
                 }
-                Request::Ack { ids, reply } => writes.push(Write::Ack { ids, reply }),
+                Request::Ack {
+                    ids,
+                    counter,
+                    reply,
+                } => writes.push(Write::Ack {
+                    ids,
+                    counter,
+                    reply,
+                }),
                 Request::Fetch {
                     after_id,
                     limit,
@@ -222,26 +280,73 @@ impl Worker {
                 Request::Close { reply } => closers.push(reply),
             }
         }
-        if !writes.is_empty() {
-            self.commit_batch(writes);
+        self.sync_external();
+        let now = self.clock.now_ms();
+        let expire = self.limits.max_age.is_some() && now >= self.next_expiry_ms;
+        if !writes.is_empty() || expire {
+            self.commit_batch(writes, now, expire);
         }
         for read in reads {
             self.read(read);
         }
+        self.drop_log.flush(&self.path, Instant::now());
     }
 
-    /// All writes of a batch in one transaction; answers each once the outcome is known.
-    fn commit_batch(&mut self, writes: Vec<Write>) {
-        let now = chrono::Utc::now().timestamp_millis();
+    /// Recounts the totals when another connection changed the file.
+    fn sync_external(&mut self) {
+        let version = match data_version(&self.conn) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "cannot read the queue's data_version");
+                return;
+            }
+        };
+        if version == self.data_version {
+            return;
+        }
+        match recount(&self.conn) {
+            Ok((level, last_id)) => {
+                tracing::info!(
+                    path = %self.path.display(),
+                    depth = level.depth,
+                    was = self.level.depth,
+                    "queue changed by another process (ferrule queue purge?); totals recounted"
+                );
+                self.data_version = version;
+                self.level = level;
+                self.last_id = self.last_id.max(last_id);
+                self.next_expiry_ms = i64::MIN;
+            }
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "cannot recount the queue");
+            }
+        }
+    }
+
+    /// All writes of a batch in one transaction, with the bounds; answers each once the outcome
+    /// is known.
+    fn commit_batch(&mut self, writes: Vec<Write>, now: i64, expire: bool) {
+        let mut txn = Txn {
+            level: self.level,
+            tally: Totals::default(),
+            last_id: self.last_id,
+            expired: false,
+        };
         let mut outcomes = Vec::with_capacity(writes.len());
-        let mut failure = self.exec(schema::BEGIN).err().map(|e| ("begin", e));
+        let adds = writes.iter().any(|w| matches!(w, Write::Enqueue { .. }));
+        let mut failure = self.set_sync(adds).err().map(|e| ("set synchronous", e));
+        if failure.is_none() {
+            failure = self.exec(schema::BEGIN).err().map(|e| ("begin", e));
+        }
+        if failure.is_none() && expire {
+            failure = self.drop_prefix(&mut txn, self.limits.cutoff_ms(now)).err();
+            txn.expired = true;
+        }
         if failure.is_none() {
             for write in &writes {
-                match self.apply_in_savepoint(write, now) {
-                    Ok(done) => outcomes.push(Ok(done)),
-                    Err(WriteError::Refused((op, e))) => {
-                        outcomes.push(Err(StoreError::sqlite(&self.path, op, e)));
-                    }
+                match self.apply_in_savepoint(write, now, &mut txn) {
+                    Ok(ids) => outcomes.push(Ok(ids)),
+                    Err(WriteError::Refused(e)) => outcomes.push(Err(e)),
                     Err(WriteError::Abort(f)) => {
                         failure = Some(f);
                         break;
@@ -249,13 +354,35 @@ impl Worker {
                 }
             }
         }
+        if failure.is_none() && self.limits.over(txn.level) {
+            failure = self.drop_prefix(&mut txn, None).err();
+        }
+        if failure.is_none() && !txn.tally.is_zero() {
+            failure = txn
+                .tally
+                .persist(&self.conn)
+                .err()
+                .map(|e| ("update counters", e));
+        }
         if failure.is_none() {
             failure = self.commit().err().map(|e| ("commit", e));
         }
         match failure {
-            None => self.committed_batch(writes, outcomes),
+            None => self.committed_batch(writes, outcomes, txn, now),
             Some((op, e)) => self.failed_batch(writes, op, e),
         }
+    }
+
+    /// `synchronous = FULL` for a commit that adds messages, `NORMAL` for one that only
+    /// deletes (with `durability: full`; `normal` stays `NORMAL`).
+    fn set_sync(&mut self, adds: bool) -> rusqlite::Result<()> {
+        let full = self.durable && adds;
+        if self.sync_full != full {
+            let level = if full { "FULL" } else { "NORMAL" };
+            self.conn.pragma_update(None, "synchronous", level)?;
+            self.sync_full = full;
+        }
+        Ok(())
     }
 
     fn commit(&mut self) -> rusqlite::Result<()> {
@@ -271,7 +398,13 @@ impl Worker {
 
     /// Applies the effects, then answers: totals and `committed` are up to date before any
     /// caller learns of the commit.
-    fn committed_batch(&mut self, writes: Vec<Write>, outcomes: Vec<Result<Done, StoreError>>) {
+    fn committed_batch(
+        &mut self,
+        writes: Vec<Write>,
+        outcomes: Vec<Result<Vec<i64>, StoreError>>,
+        txn: Txn,
+        now: i64,
+    ) {
         self.counters.commits.fetch_add(1, Ordering::Relaxed);
         if self.failures_in_a_row > 0 {
             tracing::info!(
@@ -281,21 +414,29 @@ impl Worker {
             );
             self.failures_in_a_row = 0;
         }
-        let last_id_before = self.last_id;
-        for done in outcomes.iter().flatten() {
-            self.depth += done.ids.len() as u64;
-            self.depth = self.depth.saturating_sub(done.removed_rows);
-            self.bytes += done.added_bytes;
-            self.bytes = self.bytes.saturating_sub(done.removed_bytes);
-            if let Some(&last) = done.ids.last() {
-                self.last_id = self.last_id.max(last);
-            }
-        }
-        if self.last_id != last_id_before {
+        let removed = txn.level.depth < self.level.depth + txn.tally.get(Counter::Enqueued);
+        self.level = txn.level;
+        self.counters.add(&txn.tally);
+        self.drop_log.note(&txn.tally, &self.path);
+        if txn.last_id != self.last_id {
+            self.last_id = txn.last_id;
             self.committed.send_replace(self.last_id);
+        }
+        if let Some(max_age) = self.limits.max_age {
+            if txn.expired || self.next_expiry_ms == i64::MAX {
+                self.next_expiry_ms = match self.oldest_ms() {
+                    Ok(Some(oldest)) => oldest.saturating_add(duration_ms(max_age)),
+                    Ok(None) => i64::MAX,
+                    // Check again at the next batch.
+                    Err(_) => now,
+                };
+            }
         }
         for (write, outcome) in writes.into_iter().zip(outcomes) {
             answer(write, outcome);
+        }
+        if removed {
+            self.maybe_vacuum();
         }
     }
 
@@ -307,7 +448,8 @@ impl Worker {
         }
         self.counters.failed_commits.fetch_add(1, Ordering::Relaxed);
         self.failures_in_a_row += 1;
-        if self.failures_in_a_row == 1 || self.failures_in_a_row % LOG_EVERY_FAILURES == 0 {
+        if self.failures_in_a_row == 1 || self.failures_in_a_row.is_multiple_of(LOG_EVERY_FAILURES)
+        {
             tracing::error!(
                 path = %self.path.display(),
                 op,
@@ -328,61 +470,176 @@ impl Worker {
         }
     }
 
-    /// One write inside a savepoint of the open transaction.
-    fn apply_in_savepoint(&mut self, write: &Write, now: i64) -> Result<Done, WriteError> {
+    /// One write inside a savepoint of the open transaction; on success, its effect is added to
+    /// `txn`.
+    fn apply_in_savepoint(
+        &mut self,
+        write: &Write,
+        now: i64,
+        txn: &mut Txn,
+    ) -> Result<Vec<i64>, WriteError> {
+        if let Write::Enqueue { records, .. } = write {
+            let sizes: Vec<u64> = records.iter().map(size).collect();
+            if let Err(refusal) = self.limits.admit(txn.level, &sizes) {
+                txn.tally.add(refusal.counter(), records.len() as u64);
+                return Err(WriteError::Refused(self.refused(refusal)));
+            }
+        }
         let abort = |op| move |e| WriteError::Abort((op, e));
         self.exec(schema::SAVEPOINT).map_err(abort("savepoint"))?;
         let result = match write {
-            Write::Enqueue { records, .. } => self.insert(records, now).map_err(|e| ("enqueue", e)),
-            Write::Ack { ids, .. } => self.delete(ids).map_err(|e| ("ack", e)),
+            Write::Enqueue { records, .. } => self
+                .insert(records, now)
+                .map(|(ids, bytes)| {
+                    txn.level.depth += ids.len() as u64;
+                    txn.level.bytes += bytes;
+                    txn.tally.add(Counter::Enqueued, ids.len() as u64);
+                    if let Some(&last) = ids.last() {
+                        txn.last_id = txn.last_id.max(last);
+                    }
+                    ids
+                })
+                .map_err(|e| ("enqueue", e)),
+            Write::Ack { ids, counter, .. } => self
+                .delete(ids)
+                .map(|(rows, bytes)| {
+                    txn.level.depth = txn.level.depth.saturating_sub(rows);
+                    txn.level.bytes = txn.level.bytes.saturating_sub(bytes);
+                    txn.tally.add(*counter, rows);
+                    Vec::new()
+                })
+                .map_err(|e| ("ack", e)),
         };
         match result {
-            Ok(done) => {
+            Ok(ids) => {
                 self.exec(schema::RELEASE)
                     .map_err(abort("release savepoint"))?;
-                Ok(done)
+                Ok(ids)
             }
             // Disk full, I/O errors and the like make SQLite roll back the whole transaction.
             Err(failure) if self.conn.is_autocommit() => Err(WriteError::Abort(failure)),
-            Err(failure) => {
+            Err((op, e)) => {
+                // The effect was not added to `txn`: the closures above ran only on success.
                 self.exec(schema::ROLLBACK_TO)
                     .and_then(|()| self.exec(schema::RELEASE))
                     .map_err(abort("roll back to savepoint"))?;
-                Err(WriteError::Refused(failure))
+                Err(WriteError::Refused(StoreError::sqlite(&self.path, op, e)))
             }
         }
     }
 
-    fn insert(&self, records: &[Record], now: i64) -> rusqlite::Result<Done> {
+    fn refused(&self, refusal: Refusal) -> StoreError {
+        match refusal {
+            Refusal::TooLarge { size, max_bytes } => StoreError::TooLarge {
+                path: self.path.clone(),
+                size,
+                max_bytes,
+            },
+            Refusal::Full { bound, limit } => StoreError::Full {
+                path: self.path.clone(),
+                bound,
+                limit,
+            },
+        }
+    }
+
+    /// Drops the prefix of the queue the bounds ask for (`cutoff_ms`: also the expired rows).
+    fn drop_prefix(&mut self, txn: &mut Txn, cutoff_ms: Option<i64>) -> Result<(), Failure> {
+        let fail = |e| ("apply the queue bounds", e);
+        let drops = {
+            let mut stmt = self
+                .conn
+                .prepare_cached(schema::OLDEST_ROWS)
+                .map_err(fail)?;
+            let mut rows = stmt.query([]).map_err(fail)?;
+            let mut error = None;
+            let oldest = std::iter::from_fn(|| match rows.next() {
+                Ok(Some(row)) => match (row.get(0), row.get(1), row.get(2)) {
+                    (Ok(id), Ok(size), Ok(ms)) => Some((id, count(size), ms)),
+                    (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                        error = Some(e);
+                        None
+                    }
+                },
+                Ok(None) => None,
+                Err(e) => {
+                    error = Some(e);
+                    None
+                }
+            });
+            let drops = bounds::plan(&self.limits, txn.level, cutoff_ms, oldest);
+            if let Some(e) = error {
+                return Err(fail(e));
+            }
+            drops
+        };
+        if let Some(up_to) = drops.up_to {
+            self.conn
+                .prepare_cached(schema::DELETE_UPTO)
+                .and_then(|mut stmt| stmt.execute([up_to]))
+                .map_err(fail)?;
+            txn.level.depth = txn.level.depth.saturating_sub(drops.rows);
+            txn.level.bytes = txn.level.bytes.saturating_sub(drops.bytes);
+            txn.tally.merge(&drops.tally);
+        }
+        Ok(())
+    }
+
+    fn insert(&self, records: &[Record], now: i64) -> rusqlite::Result<(Vec<i64>, u64)> {
         let mut stmt = self.conn.prepare_cached(schema::INSERT)?;
         let mut ids = Vec::with_capacity(records.len());
         let mut bytes = 0u64;
         for r in records {
             ids.push(stmt.insert(params![now, r.topic, &r.payload[..], r.qos, r.retain])?);
-            bytes += (r.topic.len() + r.payload.len()) as u64;
+            bytes += size(r);
         }
-        Ok(Done {
-            ids,
-            added_bytes: bytes,
-            ..Done::default()
-        })
+        Ok((ids, bytes))
     }
 
-    fn delete(&self, ids: &[i64]) -> rusqlite::Result<Done> {
-        let mut stmt = self.conn.prepare_cached(schema::DELETE)?;
+    /// Deletes the rows with these ids (any order, duplicates and unknown ids allowed), one
+    /// statement per run of consecutive ids; returns the rows and bytes deleted.
+    fn delete(&self, ids: &[i64]) -> rusqlite::Result<(u64, u64)> {
+        let mut sorted = ids.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut stmt = self.conn.prepare_cached(schema::DELETE_RANGE)?;
         let (mut rows, mut bytes) = (0u64, 0u64);
-        for id in ids {
-            let mut deleted = stmt.query([id])?;
-            if let Some(row) = deleted.next()? {
+        for (first, last) in runs(&sorted) {
+            let mut deleted = stmt.query([first, last])?;
+            while let Some(row) = deleted.next()? {
                 rows += 1;
                 bytes += count(row.get(0)?);
             }
         }
-        Ok(Done {
-            removed_rows: rows,
-            removed_bytes: bytes,
-            ..Done::default()
-        })
+        Ok((rows, bytes))
+    }
+
+    /// Gives free pages back to the file system once more than a third of the file is free.
+    fn maybe_vacuum(&mut self) {
+        let pages = |pragma| {
+            self.conn
+                .pragma_query_value(None, pragma, |row| row.get::<_, i64>(0))
+        };
+        let (free, total) = match (pages("freelist_count"), pages("page_count")) {
+            (Ok(free), Ok(total)) => (free, total),
+            _ => return,
+        };
+        if free < VACUUM_MIN_FREE_PAGES || free * 3 <= total {
+            return;
+        }
+        // Down to an eighth free, so the next vacuum waits for a good chunk of new free pages.
+        let step = (free - total / 8).clamp(1, VACUUM_STEP_PAGES);
+        match schema::incremental_vacuum(&self.conn, Some(step)) {
+            Ok(()) => self.vacuum_failures = 0,
+            Err(e) => {
+                self.vacuum_failures += 1;
+                if self.vacuum_failures == 1
+                    || self.vacuum_failures.is_multiple_of(LOG_EVERY_FAILURES)
+                {
+                    tracing::warn!(path = %self.path.display(), error = %e, failed = self.vacuum_failures, "cannot shrink the queue file; it keeps its free pages for now");
+                }
+            }
+        }
     }
 
     fn read(&self, read: Read) {
@@ -399,14 +656,20 @@ impl Worker {
             }
             Read::Stats { reply } => {
                 let stats = self
-                    .stats()
+                    .oldest_ms()
+                    .map(|oldest_ms| Stats {
+                        depth: self.level.depth,
+                        bytes: self.level.bytes,
+                        oldest_ms,
+                        last_id: self.last_id,
+                    })
                     .map_err(|e| StoreError::sqlite(&self.path, "stats", e));
                 let _ = reply.send(stats);
             }
         }
     }
 
-    fn fetch(&self, after_id: i64, limit: usize) -> rusqlite::Result<Vec<Row>> {
+    pub(crate) fn fetch(&self, after_id: i64, limit: usize) -> rusqlite::Result<Vec<Row>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut stmt = self.conn.prepare_cached(schema::FETCH)?;
         let rows = stmt.query_map(params![after_id, limit], |row| {
@@ -424,21 +687,14 @@ impl Worker {
         rows.collect()
     }
 
-    fn stats(&self) -> rusqlite::Result<Stats> {
+    fn oldest_ms(&self) -> rusqlite::Result<Option<i64>> {
         let mut stmt = self.conn.prepare_cached(schema::OLDEST)?;
-        let oldest_ms = stmt
-            .query_row([], |row| row.get::<_, i64>(0))
+        stmt.query_row([], |row| row.get::<_, i64>(0))
             .map(Some)
             .or_else(|e| match e {
                 rusqlite::Error::QueryReturnedNoRows => Ok(None),
                 e => Err(e),
-            })?;
-        Ok(Stats {
-            depth: self.depth,
-            bytes: self.bytes,
-            oldest_ms,
-            last_id: self.last_id,
-        })
+            })
     }
 
     /// Runs a cached statement that returns no rows.
@@ -463,15 +719,52 @@ impl Worker {
 }
 
 /// Answers a write; the caller has gone away if the send fails, which changes nothing.
-fn answer(write: Write, outcome: Result<Done, StoreError>) {
+fn answer(write: Write, outcome: Result<Vec<i64>, StoreError>) {
     match write {
         Write::Enqueue { reply, .. } => {
-            let _ = reply.send(outcome.map(|done| done.ids));
+            let _ = reply.send(outcome);
         }
         Write::Ack { reply, .. } => {
             let _ = reply.send(outcome.map(|_| ()));
         }
     }
+}
+
+/// The size of a record as the bounds count it: topic and payload bytes.
+fn size(r: &Record) -> u64 {
+    (r.topic.len() + r.payload.len()) as u64
+}
+
+/// Depth, bytes and the last id ever handed out, read from the file.
+fn recount(conn: &Connection) -> rusqlite::Result<(Level, i64)> {
+    let level = conn.query_row(schema::TOTALS, [], |row| {
+        Ok(Level {
+            depth: count(row.get(0)?),
+            bytes: count(row.get(1)?),
+        })
+    })?;
+    let last_id = conn.query_row(schema::LAST_ID, [], |row| row.get::<_, i64>(0))?;
+    Ok((level, last_id))
+}
+
+fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "data_version", |row| row.get(0))
+}
+
+/// `[first, last]` ranges of consecutive ids in sorted, deduplicated `ids`.
+fn runs(ids: &[i64]) -> Vec<(i64, i64)> {
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    for &id in ids {
+        match runs.last_mut() {
+            Some((_, last)) if *last + 1 == id => *last = id,
+            _ => runs.push((id, id)),
+        }
+    }
+    runs
+}
+
+fn duration_ms(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// A count or size from SQL, which has only signed integers; never negative in this schema.
@@ -480,172 +773,4 @@ fn count(v: i64) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    //! Batches handed to the worker directly, so their make-up is exact.
-
-    use std::time::Duration;
-
-    use super::*;
-    use crate::config::Durability;
-    use crate::store::schema::Checked;
-
-    type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-    fn worker(dir: &tempfile::TempDir) -> Result<(Worker, watch::Receiver<i64>), StoreError> {
-        let path = dir.path().join("queue.db");
-        let Checked::Ready(conn) = schema::open(&path, Durability::Normal)? else {
-            return Err(StoreError::Closed);
-        };
-        Worker::new(conn, path, Arc::default())
-    }
-
-    fn record(topic: &str, qos: u8) -> Record {
-        Record {
-            topic: topic.into(),
-            payload: Bytes::from_static(b"p"),
-            qos,
-            retain: false,
-        }
-    }
-
-    fn enqueue(records: Vec<Record>) -> (Request, oneshot::Receiver<Result<Vec<i64>, StoreError>>) {
-        let (reply, rx) = oneshot::channel();
-        (Request::Enqueue { records, reply }, rx)
-    }
-
-    /// The id of a one-record enqueue.
-    fn one(
-        rx: &mut oneshot::Receiver<Result<Vec<i64>, StoreError>>,
-    ) -> Result<i64, Box<dyn std::error::Error>> {
-        match rx.try_recv()??[..] {
-            [id] => Ok(id),
-            ref other => Err(format!("expected one id, got {other:?}").into()),
-        }
-    }
-
-    fn run(worker: &mut Worker, batch: Vec<Request>) {
-        let mut closers = Vec::new();
-        worker.execute(batch.into_iter(), &mut closers);
-        assert!(closers.is_empty());
-    }
-
-    fn ids(worker: &Worker) -> rusqlite::Result<Vec<i64>> {
-        Ok(worker.fetch(0, usize::MAX)?.iter().map(|r| r.id).collect())
-    }
-
-    #[test]
-    fn a_refused_write_fails_alone_and_the_batch_commits_once() -> TestResult {
-        let dir = tempfile::tempdir()?;
-        let (mut worker, committed) = worker(&dir)?;
-        let (good1, mut rx1) = enqueue(vec![record("a", 0), record("b", 1)]);
-        let (bad, mut rx_bad) = enqueue(vec![record("c", 1), record("d", 3)]);
-        let (good2, mut rx2) = enqueue(vec![record("e", 2)]);
-        run(&mut worker, vec![good1, bad, good2]);
-
-        assert_eq!(rx1.try_recv()??, [1, 2]);
-        match rx_bad.try_recv()? {
-            Err(StoreError::Sqlite { op: "enqueue", .. }) => {}
-            other => return Err(format!("expected a refused enqueue, got {other:?}").into()),
-        }
-        // The refused request's first record was rolled back with it.
-        let id = one(&mut rx2)?;
-        assert_eq!(ids(&worker)?, [1, 2, id]);
-        assert_eq!(worker.counters.commits.load(Ordering::Relaxed), 1);
-        assert_eq!((worker.depth, worker.last_id), (3, id));
-        assert_eq!(*committed.borrow(), id);
-        Ok(())
-    }
-
-    #[test]
-    fn a_failed_commit_fails_every_write_of_the_batch_and_the_worker_goes_on() -> TestResult {
-        let dir = tempfile::tempdir()?;
-        let (mut worker, committed) = worker(&dir)?;
-        let (first, mut rx1) = enqueue(vec![record("a", 1)]);
-        run(&mut worker, vec![first]);
-        let kept = one(&mut rx1)?;
-
-        worker.fail_commits = true;
-        let (e1, mut rx1) = enqueue(vec![record("b", 1)]);
-        let (e2, mut rx2) = enqueue(vec![record("c", 1), record("d", 1)]);
-        let (ack_reply, mut rx_ack) = oneshot::channel();
-        let ack = Request::Ack {
-            ids: vec![kept],
-            reply: ack_reply,
-        };
-        run(&mut worker, vec![e1, ack, e2]);
-        for result in [
-            rx1.try_recv()?.map(|_| ()),
-            rx2.try_recv()?.map(|_| ()),
-            rx_ack.try_recv()?,
-        ] {
-            match result {
-                Err(StoreError::Sqlite { op: "commit", .. }) => {}
-                other => return Err(format!("expected the commit error, got {other:?}").into()),
-            }
-        }
-        // Rolled back: the ack did not delete, the enqueues left nothing.
-        assert_eq!(ids(&worker)?, [kept]);
-        assert_eq!((worker.depth, worker.last_id), (1, kept));
-        assert_eq!(*committed.borrow(), kept);
-        assert_eq!(worker.counters.failed_commits.load(Ordering::Relaxed), 1);
-
-        worker.fail_commits = false;
-        let (next, mut rx) = enqueue(vec![record("e", 1)]);
-        run(&mut worker, vec![next]);
-        let id = one(&mut rx)?;
-        assert!(id > kept);
-        assert_eq!(ids(&worker)?, [kept, id]);
-        Ok(())
-    }
-
-    #[test]
-    fn a_locked_database_fails_the_batch_and_is_retried_later() -> TestResult {
-        let dir = tempfile::tempdir()?;
-        let (mut worker, _committed) = worker(&dir)?;
-        worker.conn.busy_timeout(Duration::from_millis(10))?;
-        let other = Connection::open(dir.path().join("queue.db"))?;
-        other.execute_batch("BEGIN IMMEDIATE")?;
-
-        let (request, mut rx) = enqueue(vec![record("a", 1)]);
-        run(&mut worker, vec![request]);
-        match rx.try_recv()? {
-            Err(StoreError::Sqlite { op: "begin", .. }) => {}
-            other => return Err(format!("expected a busy begin, got {other:?}").into()),
-        }
-
-        other.execute_batch("ROLLBACK")?;
-        let (request, mut rx) = enqueue(vec![record("a", 1)]);
-        run(&mut worker, vec![request]);
-        assert_eq!(rx.try_recv()??, [1]);
-        Ok(())
-    }
-
-    #[test]
-    fn reads_of_a_batch_see_its_committed_writes() -> TestResult {
-        let dir = tempfile::tempdir()?;
-        let (mut worker, _committed) = worker(&dir)?;
-        let (fetch_reply, mut fetched) = oneshot::channel();
-        let (stats_reply, mut stats) = oneshot::channel();
-        let (request, mut rx) = enqueue(vec![record("a", 1)]);
-        let fetch = Request::Fetch {
-            after_id: 0,
-            limit: 10,
-            reply: fetch_reply,
-        };
-        run(
-            &mut worker,
-            vec![fetch, Request::Stats { reply: stats_reply }, request],
-        );
-        let id = one(&mut rx)?;
-        assert_eq!(
-            fetched
-                .try_recv()??
-                .iter()
-                .map(|r| r.id)
-                .collect::<Vec<_>>(),
-            [id]
-        );
-        assert_eq!(stats.try_recv()??.depth, 1);
-        Ok(())
-    }
-}
+mod tests;

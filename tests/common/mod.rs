@@ -9,6 +9,7 @@
 //! - [`wait`]      deadlines: every wait ends, and says what it waited for
 //! - [`process`]   the child-process wrapper under all of them (output capture, kill on drop)
 //! - [`raw`]       a raw MQTT client on a socket (malformed packets, silence, retransmissions)
+//! - [`certs`]     a throw-away PKI made with `openssl` (CA, server and client certificates)
 //!
 //! Invariants: no wait without a timeout, no sleep used as synchronisation, no child process
 //! outlives the value that owns it (dropping it kills the child, also while a failing test
@@ -18,6 +19,7 @@
 // Each test binary uses a different part of the kit.
 #![allow(dead_code, unused_imports)]
 
+pub mod certs;
 pub mod ferrule;
 pub mod modbus;
 pub mod mosquitto;

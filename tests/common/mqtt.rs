@@ -459,6 +459,37 @@ pub fn publish_many_with(
     );
 }
 
+/// Like [`publish_many_with`], but returns how it ended instead of asserting success: for
+/// publishes the broker refuses (exit 2, MQTT 5 reason code) or never acknowledges (exit 1 after
+/// `timeout`, e.g. a 3.1.1 client whose connection is closed).
+pub fn try_publish_many(
+    port: u16,
+    topic: &str,
+    n: usize,
+    qos: u8,
+    template: &str,
+    extra: &[&str],
+    timeout: Duration,
+) -> Finished {
+    let seconds = format!("{:.3}", timeout.as_secs_f64());
+    mqtt_tool(
+        &[
+            "pub",
+            "--port",
+            &port.to_string(),
+            "--topic",
+            topic,
+            "--count",
+            &n.to_string(),
+            "--timeout",
+            &seconds,
+        ],
+        &["--qos", &qos.to_string(), "--payload-template", template],
+        extra,
+        timeout + TIMEOUT,
+    )
+}
+
 /// MQTT 5 request/response with paho: publishes `payload` to `topic` with a response topic and
 /// `correlation` data, and returns the first message on the response topic (or panics after
 /// `timeout`).

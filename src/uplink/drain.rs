@@ -1,0 +1,519 @@
+//! One connection to the upstream broker: connect, birth, downlink subscriptions, then drain the
+//! queue through a pipelined window until the connection ends or the agent stops.
+//!
+//! Per row: fetched (in id order, a batch ahead) → handed to rumqttc while the window has room
+//! (and `max_rate` allows) → written → acknowledged → deleted in a batch. The queue reads and
+//! deletes run beside the event loop (never blocking it), one of each at a time. Deletes wait
+//! for a batch worth a transaction (a quarter of the window, at most [`MAX_ACK_BATCH`]) unless
+//! nothing else is in flight or [`ACK_DELAY`] passed: with a full window every PUBACK frees
+//! one slot, and a commit per few rows would cost more than the sending (page writes and file
+//! locks per commit). The window stays at least three quarters open for sending.
+//!
+//! Invariants: see the module docs of `uplink` and `inflight`. Rows acknowledged upstream but
+//! not deleted yet are remembered across connections ([`Carry`]) so a reconnect does not send
+//! them again while their delete is still pending or failed.
+
+use std::collections::{HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Sleep;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use super::downlink::{Downlinks, Skip};
+use super::inflight::{Settled, Slot, Window};
+use super::rate::Rate;
+use super::sequence::stamp_json;
+use super::session::{valid_topic, AckKind, LinkEvent, Session, Will};
+use super::status::LinkStatus;
+use crate::broker::Message;
+use crate::config::{Qos, Sequence};
+use crate::errors::Chain;
+use crate::store::{Queue, Row, StoreError};
+
+/// How long a stopping agent keeps draining before it gives up (the rows stay queued).
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(3);
+/// Rows read from the queue at once: at least this many...
+const MIN_FETCH: usize = 64;
+/// ...and at most this many.
+const MAX_FETCH: usize = 1024;
+/// Most acknowledged rows deleted in one commit.
+const MAX_ACK_BATCH: usize = 512;
+/// Longest an acknowledged row waits for its delete to start.
+const ACK_DELAY: Duration = Duration::from_millis(20);
+/// Pause before retrying a failed delete.
+const DELETE_RETRY: Duration = Duration::from_secs(1);
+
+type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send>>;
+
+/// What a connection needs, shared by all of them.
+pub(crate) struct Context {
+    pub(crate) queue: Queue,
+    pub(crate) status: std::sync::Arc<LinkStatus>,
+    pub(crate) window: usize,
+    pub(crate) max_rate: Option<u32>,
+    pub(crate) sequence: Sequence,
+    pub(crate) will: Will,
+    pub(crate) downlinks: Downlinks,
+    pub(crate) downlink_tx: mpsc::Sender<Message>,
+}
+
+/// State kept across connections.
+#[derive(Debug, Default)]
+pub(crate) struct Carry {
+    /// Rows acknowledged upstream (or refused for good) whose delete has not committed.
+    pub(crate) settled: HashSet<i64>,
+    /// Of those, the ones to delete (a delete that failed is tried again), and how.
+    pub(crate) to_ack: Vec<i64>,
+    pub(crate) to_discard: Vec<i64>,
+}
+
+/// How a connection ended.
+pub(crate) enum Outcome {
+    /// The agent is stopping.
+    Stopped,
+    /// The connection failed or was lost; `connected` says whether it had been up.
+    Failed { error: String, connected: bool },
+    /// The broker refused a message; the connection was ended on purpose to resend (or move
+    /// past) it with a fresh session.
+    Reset(String),
+}
+
+/// A delete in progress.
+struct Deleting {
+    future: StoreFuture<()>,
+    ids: Vec<i64>,
+    discard: bool,
+}
+
+pub(crate) struct Drain<'a> {
+    ctx: &'a Context,
+    carry: &'a mut Carry,
+    session: Session,
+    window: Window,
+    buffer: VecDeque<Row>,
+    cursor: i64,
+    exhausted: bool,
+    fetch_size: usize,
+    fetching: Option<StoreFuture<Vec<Row>>>,
+    deleting: Option<Deleting>,
+    delete_retry: Option<Pin<Box<Sleep>>>,
+    /// Set when rows wait to be deleted: starts the delete when it fires.
+    ack_due: Option<Pin<Box<Sleep>>>,
+    ack_batch: usize,
+    rate: Option<Rate>,
+    rate_wait: Option<Pin<Box<Sleep>>>,
+    /// Counts not yet added to the shared status.
+    sent: u64,
+    delivered: u64,
+    refused: u64,
+    downlinked: u64,
+    /// A broker refusal that ends the connection.
+    reset: Option<String>,
+}
+
+impl<'a> Drain<'a> {
+    pub(crate) fn new(ctx: &'a Context, carry: &'a mut Carry, session: Session) -> Self {
+        Self {
+            ctx,
+            carry,
+            session,
+            window: Window::default(),
+            buffer: VecDeque::new(),
+            cursor: 0,
+            exhausted: false,
+            fetch_size: ctx.window.clamp(MIN_FETCH, MAX_FETCH),
+            fetching: None,
+            deleting: None,
+            delete_retry: None,
+            ack_due: None,
+            ack_batch: (ctx.window / 4).clamp(1, MAX_ACK_BATCH),
+            rate: ctx
+                .max_rate
+                .map(|r| Rate::new(r, std::time::Instant::now())),
+            rate_wait: None,
+            sent: 0,
+            delivered: 0,
+            refused: 0,
+            downlinked: 0,
+            reset: None,
+        }
+    }
+
+    pub(crate) async fn run(mut self, cancel: &CancellationToken) -> Outcome {
+        // Connect.
+        loop {
+            let ev = tokio::select! {
+                () = cancel.cancelled() => return Outcome::Stopped,
+                ev = self.session.poll() => ev,
+            };
+            match ev {
+                Ok(LinkEvent::Connected) => break,
+                Ok(_) => {}
+                Err(error) => {
+                    return Outcome::Failed {
+                        error,
+                        connected: false,
+                    }
+                }
+            }
+        }
+        self.ctx.status.connected();
+        let backlog = self.ctx.queue.stats().await.map(|s| s.depth).unwrap_or(0);
+        info!(backlog, "uplink connected");
+        let will = &self.ctx.will;
+        let birth = self.session.try_publish(
+            &will.topic,
+            Qos::AtLeastOnce,
+            true,
+            will.online.into(),
+            None,
+        );
+        if birth.is_ok() {
+            self.window.handed(Slot::Birth { qos: 1 });
+        }
+        if self
+            .session
+            .try_subscribe(&self.ctx.downlinks.subscriptions())
+            .is_err()
+        {
+            warn!("cannot subscribe to the downlink topics on this connection");
+        }
+        let outcome = self.drain(cancel).await;
+        self.finish().await;
+        self.flush_counts();
+        outcome
+    }
+
+    async fn drain(&mut self, cancel: &CancellationToken) -> Outcome {
+        let mut committed = self.ctx.queue.committed();
+        let mut stopping: Option<Pin<Box<Sleep>>> = None;
+        loop {
+            self.pump(&mut committed);
+            if let Some(why) = self.reset.take() {
+                return Outcome::Reset(why);
+            }
+            if stopping.is_some() && self.idle() {
+                self.session.try_disconnect();
+                return Outcome::Stopped;
+            }
+            tokio::select! {
+                ev = self.session.poll() => match ev {
+                    Ok(ev) => self.on_event(ev),
+                    Err(error) => return Outcome::Failed { error, connected: true },
+                },
+                rows = poll_fetch(&mut self.fetching) => {
+                    self.fetching = None;
+                    self.fetched(rows);
+                }
+                done = poll_delete(&mut self.deleting) => {
+                    let deleting = self.deleting.take();
+                    self.deleted(deleting, done);
+                }
+                () = sleep_opt(&mut self.delete_retry) => self.delete_retry = None,
+                () = sleep_opt(&mut self.ack_due) => {
+                    self.ack_due = None;
+                    self.start_delete();
+                }
+                () = sleep_opt(&mut self.rate_wait) => self.rate_wait = None,
+                r = committed.changed(), if self.exhausted && self.fetching.is_none() => {
+                    if r.is_ok() {
+                        self.exhausted = false;
+                    }
+                }
+                () = cancel.cancelled(), if stopping.is_none() => {
+                    stopping = Some(Box::pin(tokio::time::sleep(DRAIN_DEADLINE)));
+                }
+                () = sleep_opt(&mut stopping) => {
+                    let left = self.window.in_flight() + self.buffer.len();
+                    info!(unacknowledged = left, "shutdown: the rest of the backlog stays queued");
+                    self.session.try_disconnect();
+                    return Outcome::Stopped;
+                }
+            }
+        }
+    }
+
+    /// Whether everything queued so far was sent, acknowledged and deleted.
+    fn idle(&self) -> bool {
+        self.window.is_idle()
+            && self.window.outstanding() == 0
+            && self.buffer.is_empty()
+            && self.exhausted
+            && self.fetching.is_none()
+            && self.deleting.is_none()
+            && self.carry.to_ack.is_empty()
+            && self.carry.to_discard.is_empty()
+    }
+
+    /// Starts the reads and deletes that are due, and hands rows over while the window (and
+    /// the rate) allow.
+    fn pump(&mut self, committed: &mut tokio::sync::watch::Receiver<i64>) {
+        self.hand_over();
+        if self.deleting.is_none() && self.delete_retry.is_none() {
+            let pending = self.carry.to_ack.len() + self.carry.to_discard.len();
+            // Nothing in flight (after handing over what could be): no more acks are coming
+            // to make the batch bigger.
+            let stuck = self.window.in_flight() == 0;
+            if pending >= self.ack_batch || (pending > 0 && stuck) {
+                self.start_delete();
+            } else if pending > 0 && self.ack_due.is_none() {
+                self.ack_due = Some(Box::pin(tokio::time::sleep(ACK_DELAY)));
+            }
+        }
+        if self.fetching.is_none() && !self.exhausted && self.buffer.len() < self.fetch_size / 2 {
+            // Any commit after this point wakes `changed()`.
+            committed.borrow_and_update();
+            let queue = self.ctx.queue.clone();
+            let (after, limit) = (self.cursor, self.fetch_size);
+            self.fetching = Some(Box::pin(async move { queue.fetch(after, limit).await }));
+        }
+    }
+
+    /// Hands rows to rumqttc while the window (and the rate) allow.
+    fn hand_over(&mut self) {
+        while self.window.outstanding() < self.ctx.window && self.rate_wait.is_none() {
+            let Some(row) = self.buffer.pop_front() else {
+                break;
+            };
+            if !valid_topic(&row.record.topic) {
+                error!(id = row.id, topic = %row.record.topic, "queued message has a topic no broker takes; dropped (refused_upstream)");
+                self.settled(row.id, true);
+                continue;
+            }
+            if let Some(rate) = &mut self.rate {
+                if let Err(wait) = rate.take(std::time::Instant::now()) {
+                    self.rate_wait = Some(Box::pin(tokio::time::sleep(wait)));
+                    self.buffer.push_front(row);
+                    break;
+                }
+            }
+            let r = &row.record;
+            let qos = Qos::from_level(r.qos).unwrap_or(Qos::AtLeastOnce);
+            let (payload, property) = match &self.ctx.sequence {
+                Sequence::Off => (r.payload.clone(), None),
+                Sequence::Property(key) => (r.payload.clone(), Some((key.as_str(), row.id))),
+                Sequence::Json(key) => (
+                    stamp_json(&r.payload, key, row.id).unwrap_or_else(|| r.payload.clone()),
+                    None,
+                ),
+            };
+            match self
+                .session
+                .try_publish(&r.topic, qos, r.retain, payload, property)
+            {
+                Ok(()) => {
+                    self.window.handed(Slot::Row {
+                        id: row.id,
+                        qos: qos.level(),
+                    });
+                    self.sent += 1;
+                }
+                Err(_) => {
+                    // Cannot happen while the window bounds the requests; try again later.
+                    self.buffer.push_front(row);
+                    break;
+                }
+            }
+        }
+    }
+
+    fn fetched(&mut self, rows: Result<Vec<Row>, StoreError>) {
+        match rows {
+            Ok(rows) => {
+                self.exhausted = rows.len() < self.fetch_size;
+                for row in rows {
+                    self.cursor = row.id;
+                    // Acknowledged on an earlier connection, delete still pending: not again.
+                    if !self.carry.settled.contains(&row.id) {
+                        self.buffer.push_back(row);
+                    }
+                }
+            }
+            Err(e) => {
+                warn!(error = %Chain(&e), "cannot read the uplink queue; retrying");
+                // Let a commit (or the next one) wake the next attempt.
+                self.exhausted = true;
+            }
+        }
+    }
+
+    fn on_event(&mut self, ev: LinkEvent) {
+        match ev {
+            LinkEvent::Written { pkid } => {
+                if let Settled::Row(id) = self.window.written(pkid) {
+                    self.settled(id, false);
+                }
+            }
+            LinkEvent::Ack {
+                pkid,
+                kind,
+                refused: None,
+            } => {
+                if let Settled::Row(id) = self.window.acked(pkid, kind, false) {
+                    self.settled(id, false);
+                }
+            }
+            LinkEvent::Ack {
+                pkid,
+                kind,
+                refused: Some(refused),
+            } => {
+                let Settled::Row(id) = self.window.acked(pkid, kind, true) else {
+                    return;
+                };
+                if refused.transient {
+                    self.reset = Some(format!(
+                        "the broker refused message {id} for now ({}); sending it again after a reconnect",
+                        refused.reason
+                    ));
+                    // Not settled: it stays queued and in the window until the reset.
+                    return;
+                }
+                error!(id, reason = %refused.reason, "the broker refused a message for good; dropped and counted as refused_upstream");
+                self.settled(id, true);
+                // rumqttc leaves its state unsettled after a refusal (a parked publish, the
+                // in-flight count of a refused PUBREC): start over with a fresh session.
+                if kind != AckKind::PubComp {
+                    self.reset = Some(format!(
+                        "the broker refused message {id} ({})",
+                        refused.reason
+                    ));
+                }
+            }
+            LinkEvent::Message(incoming) => match self.ctx.downlinks.map(&incoming) {
+                Ok(msg) => match self.ctx.downlink_tx.try_send(msg) {
+                    Ok(()) => self.downlinked += 1,
+                    Err(_) => {
+                        error!(topic = %incoming.topic, "downlink backlog full: message from upstream dropped")
+                    }
+                },
+                Err(Skip::Retained) => {
+                    debug!(topic = %incoming.topic, "retained message from the downlink subscription skipped");
+                }
+                Err(skip) => {
+                    warn!(topic = %incoming.topic, ?skip, "downlink message not published locally")
+                }
+            },
+            LinkEvent::Subscribed { refused } if !refused.is_empty() => {
+                error!(refused = ?refused, "the upstream broker refused downlink subscriptions");
+            }
+            LinkEvent::Connected | LinkEvent::Subscribed { .. } | LinkEvent::Other => {}
+        }
+    }
+
+    /// A row is done with upstream: delete it (as delivered, or as refused for good).
+    fn settled(&mut self, id: i64, discard: bool) {
+        self.carry.settled.insert(id);
+        if discard {
+            self.carry.to_discard.push(id);
+            self.refused += 1;
+        } else {
+            self.carry.to_ack.push(id);
+            self.delivered += 1;
+        }
+    }
+
+    fn start_delete(&mut self) {
+        if self.deleting.is_some() || self.delete_retry.is_some() {
+            return;
+        }
+        self.ack_due = None;
+        let (ids, discard) = if !self.carry.to_ack.is_empty() {
+            (std::mem::take(&mut self.carry.to_ack), false)
+        } else if !self.carry.to_discard.is_empty() {
+            (std::mem::take(&mut self.carry.to_discard), true)
+        } else {
+            return;
+        };
+        let queue = self.ctx.queue.clone();
+        let batch = ids.clone();
+        let future: StoreFuture<()> = Box::pin(async move {
+            if discard {
+                queue.discard(batch).await
+            } else {
+                queue.ack(batch).await
+            }
+        });
+        self.deleting = Some(Deleting {
+            future,
+            ids,
+            discard,
+        });
+    }
+
+    fn deleted(&mut self, deleting: Option<Deleting>, done: Result<(), StoreError>) {
+        let Some(d) = deleting else { return };
+        match done {
+            Ok(()) => {
+                self.window.deleted(d.ids.len());
+                for id in &d.ids {
+                    self.carry.settled.remove(id);
+                }
+                self.flush_counts();
+            }
+            Err(e) => {
+                warn!(error = %Chain(&e), rows = d.ids.len(), "cannot delete acknowledged rows; retrying (a crash now would send them again)");
+                if d.discard {
+                    self.carry.to_discard.extend(d.ids);
+                } else {
+                    self.carry.to_ack.extend(d.ids);
+                }
+                self.delete_retry = Some(Box::pin(tokio::time::sleep(DELETE_RETRY)));
+            }
+        }
+    }
+
+    /// Waits for the delete in progress and tries the pending ones once (the connection is
+    /// over; what fails stays in [`Carry`] for the next one).
+    async fn finish(&mut self) {
+        if let Some(d) = self.deleting.take() {
+            let mut d = d;
+            let done = (&mut d.future).await;
+            self.deleted(Some(d), done);
+        }
+        self.delete_retry = None;
+        for _ in 0..2 {
+            self.start_delete();
+            if let Some(mut d) = self.deleting.take() {
+                let done = (&mut d.future).await;
+                self.deleted(Some(d), done);
+            }
+        }
+    }
+
+    fn flush_counts(&mut self) {
+        if self.sent + self.delivered + self.refused + self.downlinked > 0 {
+            self.ctx
+                .status
+                .count(self.sent, self.delivered, self.refused, self.downlinked);
+            (self.sent, self.delivered, self.refused, self.downlinked) = (0, 0, 0, 0);
+        }
+    }
+}
+
+/// The fetch in progress; pending forever when there is none (for `select!`).
+async fn poll_fetch(slot: &mut Option<StoreFuture<Vec<Row>>>) -> Result<Vec<Row>, StoreError> {
+    match slot {
+        Some(f) => f.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The delete in progress; pending forever when there is none.
+async fn poll_delete(slot: &mut Option<Deleting>) -> Result<(), StoreError> {
+    match slot {
+        Some(d) => d.future.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_opt(slot: &mut Option<Pin<Box<Sleep>>>) {
+    match slot {
+        Some(s) => s.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
