@@ -131,6 +131,7 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
         topics.clone(),
         broker.clone(),
         commands,
+        config.commands,
         command_cancel.clone(),
     ));
 

@@ -83,10 +83,21 @@ pub fn point_state(
 }
 
 /// A command result: `{"id":"abc","ok":true,"value":42,"ts":"…"}` or
-/// `{"id":"abc","ok":false,"code":"above_max","error":"…","ts":"…"}`.
+/// `{"id":"abc","ok":false,"code":"above_max","error":"…","ts":"…"}`; a failure that has a
+/// read-back (`readback_mismatch`) carries it as `value` too.
 pub fn command_result(
     id: Option<&str>,
     outcome: Result<Value, (&str, &str)>,
+    at: SystemTime,
+) -> String {
+    command_result_with(id, outcome, None, at)
+}
+
+/// [`command_result`] with the value read back after a failed check of the write.
+pub fn command_result_with(
+    id: Option<&str>,
+    outcome: Result<Value, (&str, &str)>,
+    read_back: Option<&Value>,
     at: SystemTime,
 ) -> String {
     let mut obj = Map::with_capacity(5);
@@ -101,10 +112,35 @@ pub fn command_result(
         }
         Err((code, error)) => {
             obj.insert("ok".into(), Json::Bool(false));
+            if let Some(v) = read_back {
+                obj.insert("value".into(), v.to_json());
+            }
             obj.insert("code".into(), Json::String(code.into()));
             obj.insert("error".into(), Json::String(error.into()));
         }
     }
+    obj.insert("ts".into(), Json::String(timestamp(at)));
+    Json::Object(obj).to_string()
+}
+
+/// The interim answer to a command held for confirmation:
+/// `{"id":"abc","pending":true,"code":"awaiting_confirm","confirm_topic":"…","expires":"…","ts":"…"}`
+/// (no `ok` yet: the result follows when it is confirmed, or when it expires).
+pub fn command_pending(
+    id: Option<&str>,
+    confirm_topic: &str,
+    expires: SystemTime,
+    at: SystemTime,
+) -> String {
+    let mut obj = Map::with_capacity(6);
+    obj.insert(
+        "id".into(),
+        id.map_or(Json::Null, |i| Json::String(i.into())),
+    );
+    obj.insert("pending".into(), Json::Bool(true));
+    obj.insert("code".into(), Json::String("awaiting_confirm".into()));
+    obj.insert("confirm_topic".into(), Json::String(confirm_topic.into()));
+    obj.insert("expires".into(), Json::String(timestamp(expires)));
     obj.insert("ts".into(), Json::String(timestamp(at)));
     Json::Object(obj).to_string()
 }
@@ -160,6 +196,21 @@ mod tests {
         assert_eq!(
             ok,
             r#"{"id":"abc","ok":true,"value":42,"ts":"2026-11-27T10:00:00.123Z"}"#
+        );
+        let mismatch = command_result_with(
+            Some("m"),
+            Err(("readback_mismatch", "wrote 5, read back 0")),
+            Some(&Value::Int(0)),
+            at(),
+        );
+        assert_eq!(
+            mismatch,
+            r#"{"id":"m","ok":false,"value":0,"code":"readback_mismatch","error":"wrote 5, read back 0","ts":"2026-11-27T10:00:00.123Z"}"#
+        );
+        let pending = command_pending(Some("p"), "s/d/p/confirm", at(), at());
+        assert_eq!(
+            pending,
+            r#"{"id":"p","pending":true,"code":"awaiting_confirm","confirm_topic":"s/d/p/confirm","expires":"2026-11-27T10:00:00.123Z","ts":"2026-11-27T10:00:00.123Z"}"#
         );
         let bad = command_result(None, Err(("above_max", "42000 above max 9000")), at());
         assert_eq!(

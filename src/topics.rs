@@ -5,6 +5,8 @@
 //! - `{site}/{device}/$state`             `online` / `offline` / `degraded` (retained)
 //! - `{site}/{device}/{point}/set`        commands
 //! - `{site}/{device}/{point}/set/result` command results
+//! - `{site}/{device}/{point}/confirm`    confirmations of held commands (`confirm` points)
+//! - `{site}/$agent/audit`                the audit trail of commands (when `audit: publish`)
 //! - `{site}/$agent/state`                `online` / `offline` (retained; the upstream will)
 //! - `{site}/$agent/uplink`               the uplink's state (retained JSON)
 //!
@@ -78,12 +80,38 @@ impl Topics {
 
     /// `(device, point)` when `topic` is a command topic of this site.
     pub fn parse_command<'t>(&self, topic: &'t str) -> Option<(&'t str, &'t str)> {
+        self.parse_point_action(topic, "set")
+    }
+
+    /// `{site}/{device}/{point}/confirm`: where held commands are confirmed.
+    pub fn confirm(&self, device: &str, point: &str) -> String {
+        format!("{}/{device}/{point}/confirm", self.site)
+    }
+
+    /// The filter matching every confirm topic of the site.
+    pub fn confirm_filter(&self) -> String {
+        format!("{}/+/+/confirm", self.site)
+    }
+
+    /// `(device, point)` when `topic` is a confirm topic of this site.
+    pub fn parse_confirm<'t>(&self, topic: &'t str) -> Option<(&'t str, &'t str)> {
+        self.parse_point_action(topic, "confirm")
+    }
+
+    /// `{site}/$agent/audit`: the audit trail of commands.
+    pub fn audit(&self) -> String {
+        format!("{}/{AGENT_LEVEL}/audit", self.site)
+    }
+
+    fn parse_point_action<'t>(&self, topic: &'t str, action: &str) -> Option<(&'t str, &'t str)> {
         let rest = topic.strip_prefix(self.site.as_str())?.strip_prefix('/')?;
         let mut levels = rest.split('/');
         let device = levels.next()?;
         let point = levels.next()?;
         match (levels.next(), levels.next()) {
-            (Some("set"), None) if !device.is_empty() && !point.is_empty() => Some((device, point)),
+            (Some(a), None) if a == action && !device.is_empty() && !point.is_empty() => {
+                Some((device, point))
+            }
             _ => None,
         }
     }
@@ -228,6 +256,14 @@ mod tests {
         assert_eq!(t.parse_command("plant1//sp/set"), None);
         let built = t.command("a b", "c-d");
         assert_eq!(t.parse_command(&built), Some(("a b", "c-d")));
+        assert_eq!(
+            t.parse_confirm("plant1/boiler/sp/confirm"),
+            Some(("boiler", "sp"))
+        );
+        assert_eq!(t.parse_confirm("plant1/boiler/sp/set"), None);
+        assert_eq!(t.parse_command("plant1/boiler/sp/confirm"), None);
+        assert_eq!(t.confirm("boiler", "sp"), "plant1/boiler/sp/confirm");
+        assert_eq!(t.audit(), "plant1/$agent/audit");
     }
 
     #[test]

@@ -1,8 +1,15 @@
 //! Checking a command value against its point and encoding it for the wire (pure).
 //!
-//! Invariant: a command that passes [`check`] produces exactly the register words (or coil)
-//! that decode back to the requested engineering value; everything else is refused with a
-//! machine-readable code, and nothing reaches the device.
+//! The checks, in engineering units, in this order: the point is `writable` (and in a
+//! writable table); the value has the point's type (number, bool, string of at most `length`
+//! registers, array of exactly `count` elements); a name of the point's `enum` stands for its
+//! number and only named numbers are accepted; `min`/`max`; `step` (from `min`, else 0);
+//! integer types take whole raw values only; scale and offset are applied in reverse and the
+//! raw value must fit the register type.
+//!
+//! Invariant: a command that passes [`check`] produces exactly the register words (or coils,
+//! or the register bit) that decode back to the requested engineering value; everything else
+//! is refused with a machine-readable code, and nothing reaches the device.
 
 use crate::config::{DataType, Point, RegisterKind, Writable};
 use crate::field::codec;
@@ -13,8 +20,9 @@ use super::parse::CommandValue;
 /// Why a command was refused before reaching the device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    /// Machine-readable code (`not_writable`, `wrong_type`, `below_min`, `above_max`,
-    /// `out_of_range`, `not_representable`).
+    /// Machine-readable code (`not_writable`, `wrong_type`, `too_long`, `wrong_length`,
+    /// `not_in_enum`, `below_min`, `above_max`, `not_on_step`, `not_representable`,
+    /// `out_of_range`).
     pub code: &'static str,
     /// Human-readable reason naming the value and what is allowed.
     pub message: String,
@@ -23,6 +31,10 @@ pub struct Refusal {
 fn refuse(code: &'static str, message: String) -> Refusal {
     Refusal { code, message }
 }
+
+/// Relative tolerance of the whole-number checks (`step`, integer raws): absorbs the binary
+/// noise of decimal fractions (`0.1 + 0.2`), far below any real step.
+const TOLERANCE: f64 = 1e-9;
 
 /// Checks `value` against `point` and encodes it.
 pub fn check(point: &Point, value: &CommandValue) -> Result<WriteData, Refusal> {
@@ -47,32 +59,152 @@ pub fn check(point: &Point, value: &CommandValue) -> Result<WriteData, Refusal> 
             ),
         ));
     }
-    if point.kind.is_bit() || point.data_type == DataType::Bool {
-        let on = match value {
-            CommandValue::Bool(b) => *b,
-            CommandValue::Number(n) if *n == 0.0 || *n == 1.0 => *n == 1.0,
-            other => {
-                return Err(refuse(
-                    "wrong_type",
-                    format!("expected true or false (or 1/0), got {other}"),
-                ))
-            }
-        };
-        return Ok(if point.kind == RegisterKind::Coil {
-            WriteData::Coil(on)
-        } else {
-            WriteData::Registers(vec![u16::from(on)])
+    if point.data_type == DataType::Bits {
+        return Err(refuse(
+            "not_writable",
+            format!(
+                "point `{}` is a `bits` register and cannot be written whole",
+                point.name
+            ),
+        ));
+    }
+    if let Some(bit) = point.bit {
+        return Ok(WriteData::Bit {
+            bit,
+            on: boolean(value)?,
         });
     }
-    let v = match value {
-        CommandValue::Number(n) => *n,
-        other => {
+    if point.kind == RegisterKind::Coil {
+        return if point.count > 1 {
+            let items = elements(point, value)?;
+            items
+                .iter()
+                .map(boolean)
+                .collect::<Result<Vec<_>, _>>()
+                .map(WriteData::Coils)
+        } else {
+            boolean(value).map(WriteData::Coil)
+        };
+    }
+    if point.data_type == DataType::Bool {
+        if point.count > 1 {
+            let items = elements(point, value)?;
+            let words = items
+                .iter()
+                .map(|v| boolean(v).map(u16::from))
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(WriteData::Registers(words));
+        }
+        return boolean(value).map(|on| WriteData::Registers(vec![u16::from(on)]));
+    }
+    if point.data_type == DataType::String {
+        let CommandValue::Text(text) = value else {
             return Err(refuse(
                 "wrong_type",
-                format!("expected a number, got {other}"),
-            ))
+                format!("expected a string, got {value}"),
+            ));
+        };
+        return codec::encode_text(point.order, point.length, text)
+            .map(WriteData::Registers)
+            .ok_or_else(|| {
+                refuse(
+                    "too_long",
+                    format!(
+                        "{value} is {} bytes; point `{}` holds at most {} ({} registers)",
+                        text.len(),
+                        point.name,
+                        usize::from(point.length) * 2,
+                        point.length
+                    ),
+                )
+            });
+    }
+    if point.count > 1 {
+        let mut words = Vec::with_capacity(usize::from(point.width()));
+        for (i, item) in elements(point, value)?.iter().enumerate() {
+            let w = number(point, item, min, max).map_err(|r| Refusal {
+                code: r.code,
+                message: format!("element {i}: {}", r.message),
+            })?;
+            words.extend(w);
+        }
+        return Ok(WriteData::Registers(words));
+    }
+    number(point, value, min, max).map(WriteData::Registers)
+}
+
+/// The elements of an array command for an array point: exactly `count` of them.
+fn elements<'v>(point: &Point, value: &'v CommandValue) -> Result<&'v [CommandValue], Refusal> {
+    match value {
+        CommandValue::Array(items) if items.len() == usize::from(point.count) => Ok(items),
+        CommandValue::Array(items) => Err(refuse(
+            "wrong_length",
+            format!(
+                "point `{}` has {} elements, the command gives {}",
+                point.name,
+                point.count,
+                items.len()
+            ),
+        )),
+        other => Err(refuse(
+            "wrong_type",
+            format!(
+                "point `{}` is an array of {}: expected a JSON array of {} values, got {other}",
+                point.name, point.count, point.data_type
+            ),
+        )),
+    }
+}
+
+fn boolean(value: &CommandValue) -> Result<bool, Refusal> {
+    match value {
+        CommandValue::Bool(b) => Ok(*b),
+        CommandValue::Number(n) if *n == 0.0 || *n == 1.0 => Ok(*n == 1.0),
+        other => Err(refuse(
+            "wrong_type",
+            format!("expected true or false (or 1/0), got {other}"),
+        )),
+    }
+}
+
+/// One number of a numeric point, checked and encoded.
+fn number(
+    point: &Point,
+    value: &CommandValue,
+    min: Option<f64>,
+    max: Option<f64>,
+) -> Result<Vec<u16>, Refusal> {
+    let v = match value {
+        CommandValue::Number(n) => *n,
+        CommandValue::Text(name) if !point.names.is_empty() => point
+            .names
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| {
+                refuse(
+                    "not_in_enum",
+                    format!("{value} is not one of {}", enum_list(point)),
+                )
+            })?,
+        other => {
+            let hint = if point.names.is_empty() {
+                String::new()
+            } else {
+                format!(" or one of {}", enum_list(point))
+            };
+            return Err(refuse(
+                "wrong_type",
+                format!("expected a number{hint}, got {other}"),
+            ));
         }
     };
+    if !point.names.is_empty() && !point.names.iter().any(|(_, n)| *n == v) {
+        return Err(refuse(
+            "not_in_enum",
+            format!("{v} is not one of {}", enum_list(point)),
+        ));
+    }
     if let Some(lo) = min {
         if v < lo {
             return Err(refuse("below_min", format!("{v} below min {lo}")));
@@ -83,31 +215,52 @@ pub fn check(point: &Point, value: &CommandValue) -> Result<WriteData, Refusal> 
             return Err(refuse("above_max", format!("{v} above max {hi}")));
         }
     }
-    if !point.data_type.is_float() {
-        let raw = (v - point.offset) / point.scale;
-        if (raw - raw.round()).abs() > 1e-6 * raw.abs().max(1.0) {
-            let msg = if point.scale == 1.0 && point.offset == 0.0 {
-                format!(
-                    "{v} is not an integer; point `{}` is {}",
-                    point.name, point.data_type
-                )
-            } else {
-                format!(
-                    "{v} is not representable: point `{}` stores steps of {} (scale) from {} (offset)",
-                    point.name, point.scale, point.offset
-                )
-            };
-            return Err(refuse("not_representable", msg));
+    if let Some(step) = point.write.step {
+        let base = min.unwrap_or(0.0);
+        if !whole((v - base) / step) {
+            return Err(refuse(
+                "not_on_step",
+                format!("{v} is not {base} plus a multiple of the step {step}"),
+            ));
         }
     }
-    codec::encode_point(point, v)
-        .map(WriteData::Registers)
+    if !point.data_type.is_float() && !whole((v - point.offset) / point.scale) {
+        let msg = if point.scale == 1.0 && point.offset == 0.0 {
+            format!(
+                "{v} is not an integer; point `{}` is {}",
+                point.name, point.data_type
+            )
+        } else {
+            format!(
+                "{v} is not representable: point `{}` stores steps of {} (scale) from {} (offset)",
+                point.name, point.scale, point.offset
+            )
+        };
+        return Err(refuse("not_representable", msg));
+    }
+    codec::from_engineering(point.data_type, v, point.scale, point.offset)
+        .map(|raw| codec::raw_to_words(raw, point.order))
         .map_err(|e| {
             refuse(
                 "out_of_range",
                 format!("{v} cannot be written to point `{}`: {e}", point.name),
             )
         })
+}
+
+/// Whether `x` is a whole number, within [`TOLERANCE`].
+fn whole(x: f64) -> bool {
+    (x - x.round()).abs() <= TOLERANCE * x.abs().max(1.0)
+}
+
+/// `off (0), auto (1), manual (2)`.
+fn enum_list(point: &Point) -> String {
+    point
+        .names
+        .iter()
+        .map(|(n, v)| format!("{n} ({v})"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -197,6 +350,91 @@ mod tests {
         );
     }
 
+    fn code(p: &Point, v: CommandValue) -> Result<WriteData, &'static str> {
+        check(p, &v).map_err(|r| r.code)
+    }
+
+    #[test]
+    fn enums_accept_names_and_only_named_numbers() {
+        let mut p = point(RegisterKind::Holding, DataType::U16, ANY);
+        p.names = vec![
+            ("off".into(), 0.0),
+            ("auto".into(), 1.0),
+            ("manual".into(), 2.0),
+        ];
+        assert_eq!(
+            code(&p, CommandValue::Text("manual".into())),
+            Ok(WriteData::Registers(vec![2]))
+        );
+        assert_eq!(
+            code(&p, CommandValue::Number(1.0)),
+            Ok(WriteData::Registers(vec![1]))
+        );
+        assert_eq!(code(&p, CommandValue::Number(3.0)), Err("not_in_enum"));
+        let r = check(&p, &CommandValue::Text("fast".into())).expect_err("refused");
+        assert_eq!(r.code, "not_in_enum");
+        assert_eq!(
+            r.message,
+            r#""fast" is not one of off (0), auto (1), manual (2)"#
+        );
+    }
+
+    #[test]
+    fn steps_count_from_min() {
+        let mut p = point(
+            RegisterKind::Holding,
+            DataType::F32,
+            Writable::Yes {
+                min: Some(0.5),
+                max: None,
+            },
+        );
+        p.write.step = Some(0.25);
+        assert!(code(&p, CommandValue::Number(1.75)).is_ok());
+        assert_eq!(code(&p, CommandValue::Number(1.8)), Err("not_on_step"));
+        p.writable = ANY;
+        p.write.step = Some(0.1);
+        // 0.1 × 3 is not exactly 0.3 in binary: the tolerance takes it
+        assert!(code(&p, CommandValue::Number(0.3)).is_ok());
+    }
+
+    #[test]
+    fn strings_up_to_their_length() {
+        let mut p = point(RegisterKind::Holding, DataType::String, ANY);
+        p.length = 2;
+        assert_eq!(
+            code(&p, CommandValue::Text("ABC".into())),
+            Ok(WriteData::Registers(vec![0x4142, 0x4300]))
+        );
+        let r = check(&p, &CommandValue::Text("ABCDE".into())).expect_err("refused");
+        assert_eq!(r.code, "too_long");
+        assert!(r.message.contains("at most 4"), "{}", r.message);
+        assert_eq!(code(&p, CommandValue::Number(1.0)), Err("wrong_type"));
+    }
+
+    #[test]
+    fn arrays_bits_and_coils() {
+        let mut a = point(RegisterKind::Holding, DataType::I16, ANY);
+        a.count = 2;
+        let two = CommandValue::Array(vec![CommandValue::Number(-1.0), CommandValue::Number(2.0)]);
+        assert_eq!(code(&a, two), Ok(WriteData::Registers(vec![0xFFFF, 2])));
+        let one = CommandValue::Array(vec![CommandValue::Number(1.0)]);
+        assert_eq!(code(&a, one), Err("wrong_length"));
+        assert_eq!(code(&a, CommandValue::Number(1.0)), Err("wrong_type"));
+        let mut c = point(RegisterKind::Coil, DataType::Bool, ANY);
+        c.count = 2;
+        let bits = CommandValue::Array(vec![CommandValue::Bool(true), CommandValue::Number(0.0)]);
+        assert_eq!(code(&c, bits), Ok(WriteData::Coils(vec![true, false])));
+        let mut b = point(RegisterKind::Holding, DataType::Bool, ANY);
+        b.bit = Some(3);
+        assert_eq!(
+            code(&b, CommandValue::Bool(true)),
+            Ok(WriteData::Bit { bit: 3, on: true })
+        );
+        let bits = point(RegisterKind::Holding, DataType::Bits, ANY);
+        assert_eq!(code(&bits, CommandValue::Number(1.0)), Err("not_writable"));
+    }
+
     #[test]
     fn scale_is_applied_in_reverse() {
         let mut p = point(RegisterKind::Holding, DataType::U16, ANY);
@@ -209,6 +447,14 @@ mod tests {
             check(&p, &CommandValue::Number(21.55)).map_err(|r| r.code),
             Err("not_representable")
         );
+        // raw = (v - offset) / scale must fit the register type
+        p.offset = -40.0;
+        assert_eq!(
+            code(&p, CommandValue::Number(-40.0)),
+            Ok(WriteData::Registers(vec![0]))
+        );
+        assert_eq!(code(&p, CommandValue::Number(-40.1)), Err("out_of_range"));
+        assert_eq!(code(&p, CommandValue::Number(6514.0)), Err("out_of_range"));
         let mut f = point(RegisterKind::Holding, DataType::F32, ANY);
         f.order = WordOrder::Cdab;
         assert_eq!(

@@ -8,6 +8,7 @@
 //! - `scalar`   decoding of each scalar type (durations, addresses, enums...)
 //! - `validate` the rules across fields and items (names, overlaps, ranges)
 //! - `uplink`   the `uplink` section: keys, defaults, its scalars and its cross-field rules
+//! - `write`    what governs commands: `writable` rules, `enum`, the `commands` section
 //! - `locate`   line and column of a node, from its path
 //! - `error`    [`ConfigError`] and [`Diagnostic`]
 
@@ -21,6 +22,7 @@ mod scalar;
 mod schema;
 mod uplink;
 mod validate;
+mod write;
 
 pub use error::{ConfigError, Diagnostic};
 pub use load::{load, parse, Origin};

@@ -75,6 +75,29 @@ pub struct Config {
     pub modbus: ModbusSettings,
     /// Store-and-forward link to a cloud broker; `None` when the section is absent (uplink off).
     pub uplink: Option<Uplink>,
+    /// The `commands` section: the global write switch and the audit trail.
+    pub commands: CommandSettings,
+}
+
+/// The `commands` section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandSettings {
+    /// `writes: enabled` (default) or `disabled`: when disabled, every `.../set` is refused
+    /// with `writes_disabled` and nothing is written to any device.
+    pub writes: bool,
+    /// `audit: publish` (default `log`): besides the audit log line, every command's audit
+    /// record is published on `{site}/$agent/audit` (forwarded through the queue when an
+    /// uplink forward rule matches it).
+    pub audit_publish: bool,
+}
+
+impl Default for CommandSettings {
+    fn default() -> Self {
+        Self {
+            writes: true,
+            audit_publish: false,
+        }
+    }
 }
 
 /// The `broker` section.
@@ -303,6 +326,9 @@ pub struct Device {
     pub address_base: u8,
     /// The point map: the `points` list in file order, then the points of each of `groups`.
     pub points: Vec<Point>,
+    /// Write single registers with FC16 (write multiple registers) instead of FC06, for
+    /// devices that implement only FC16 (`force_fc16: true`).
+    pub force_fc16: bool,
 }
 
 impl Device {
@@ -385,7 +411,26 @@ pub struct Point {
     pub poll: Option<Duration>,
     /// Whether (and within which range) `.../set` commands may write the point.
     pub writable: Writable,
+    /// The other rules of commands to the point (`writable: {step, rate_limit, confirm}`).
+    pub write: WriteRules,
+    /// Named values (`enum: {off: 0, auto: 1, manual: 2}`), in file order: a command may give
+    /// a name instead of the number, and only these values may be written.
+    pub names: Vec<(String, f64)>,
 }
+
+/// Rules of commands to a writable point besides its range (`writable: {...}`).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct WriteRules {
+    /// Values must be `min` (or `offset` when there is no `min`) plus a whole number of steps.
+    pub step: Option<f64>,
+    /// At most one write per this period; commands sooner are refused (`rate_limited`).
+    pub rate_limit: Option<Duration>,
+    /// A `.../set` is held until a matching `.../confirm` arrives within this period.
+    pub confirm: Option<Duration>,
+}
+
+/// How long a held command waits for its confirmation when `confirm: true`.
+pub const DEFAULT_CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Point {
     /// A scalar point with every optional setting at its default (tests, the simulator, probe).
@@ -407,6 +452,8 @@ impl Point {
             heartbeat: None,
             poll: None,
             writable: Writable::No,
+            write: WriteRules::default(),
+            names: Vec::new(),
         }
     }
 

@@ -23,7 +23,9 @@ use super::scalar::{
 };
 use super::validate::{self, PointAt};
 
-const TOP: &[&str] = &["site", "broker", "modbus", "buses", "devices", "uplink"];
+const TOP: &[&str] = &[
+    "site", "broker", "modbus", "buses", "devices", "uplink", "commands",
+];
 const MODBUS: &[&str] = &["max_connections_per_host"];
 const BUS: &[&str] = &[
     "name",
@@ -63,6 +65,7 @@ const DEVICE: &[&str] = &[
     "address_base",
     "points",
     "groups",
+    "force_fc16",
 ];
 const POINT: &[&str] = &[
     "name",
@@ -80,6 +83,7 @@ const POINT: &[&str] = &[
     "heartbeat",
     "poll",
     "writable",
+    "enum",
 ];
 
 /// Decodes and validates the whole document.
@@ -107,6 +111,7 @@ pub fn config(cx: &mut Ctx, root: &Value, origin: &Origin) -> Option<Config> {
     let uplink = m.optional_with(cx, "uplink", |cx, v| {
         super::uplink::uplink(cx, v, site.as_deref(), origin)
     });
+    let commands = m.optional_with(cx, "commands", super::write::commands);
     let buses = all(buses?.into_iter().map(|b| b.item).collect());
     Some(Config {
         site: site?,
@@ -115,6 +120,7 @@ pub fn config(cx: &mut Ctx, root: &Value, origin: &Origin) -> Option<Config> {
         devices: devices?,
         modbus: modbus?.unwrap_or_default(),
         uplink: uplink?,
+        commands: commands?.unwrap_or_default(),
     })
 }
 
@@ -338,6 +344,7 @@ fn device_fields(
     let heartbeat = m.or(cx, "heartbeat", DEFAULT_HEARTBEAT);
     let max_gap = m.or(cx, "max_gap", DEFAULT_MAX_GAP);
     let address_base = m.or(cx, "address_base", AddressBase(0));
+    let force_fc16 = m.or(cx, "force_fc16", false);
     // A bad `address_base` is reported once; the points are still checked, as 0-based.
     let base = address_base.map_or(0, |b| b.0);
     let plain = m.optional_with(cx, "points", |cx, v| {
@@ -362,6 +369,7 @@ fn device_fields(
         heartbeat: heartbeat?,
         max_gap: max_gap?,
         address_base: address_base?.0,
+        force_fc16: force_fc16?,
     })
 }
 
@@ -556,7 +564,8 @@ fn point_fields(
     let heartbeat = m.optional::<Duration>(cx, "heartbeat");
     let poll = m.optional::<Duration>(cx, "poll");
     validate::timing(cx, poll.flatten(), None);
-    let writable = m.or(cx, "writable", Writable::No);
+    let writable = m.or(cx, "writable", super::write::WritableSpec::default());
+    let names = m.or(cx, "enum", super::write::Names::default());
     let (kind, address, written_address) = address?;
     let bit = bit?.map(|b| b.0);
     let data_type = data_type?.unwrap_or(default_type(kind, bit.is_some()));
@@ -576,7 +585,9 @@ fn point_fields(
         deadband: deadband?,
         heartbeat: heartbeat?.or(inherited.heartbeat),
         poll: poll?.or(inherited.poll),
-        writable: writable?,
+        writable: writable.map(|w| w.writable)?,
+        write: writable?.rules,
+        names: names?.0,
     })
 }
 
@@ -663,6 +674,8 @@ devices:
                 heartbeat: None,
                 poll: None,
                 writable: Writable::No,
+                write: WriteRules::default(),
+                names: Vec::new(),
             }
         );
         assert_eq!(device.points[1].data_type, DataType::Bool);

@@ -199,16 +199,52 @@ fn single_point(cx: &mut Ctx, p: &Point) {
             });
         } else if let Some(what) = unwritable_shape(p) {
             cx.at_key("writable", |cx| {
-                cx.error(format!(
-                    "{what} cannot be writable: commands write single numbers and bools"
-                ));
+                cx.error(what);
             });
         } else if p.data_type == DataType::Bool && (min.is_some() || max.is_some()) {
             cx.at_key("writable", |cx| {
                 cx.error("a bool point cannot have a `min`/`max` range; use `writable: true`");
             });
+        } else if p.write.step.is_some() && !p.data_type.is_numeric() {
+            cx.at_key("writable", |cx| {
+                cx.error(format!(
+                    "`step` applies to numbers; this point is of type `{}`",
+                    p.data_type
+                ));
+            });
+        } else if let Some(limit) = write_limit(p) {
+            cx.at_key("writable", |cx| cx.error(limit));
         }
     }
+    if !p.names.is_empty() && !p.data_type.is_numeric() {
+        cx.at_key("enum", |cx| {
+            cx.error(format!(
+                "`enum` names numbers; this point is of type `{}`",
+                p.data_type
+            ));
+        });
+    }
+}
+
+/// Registers one write may carry (FC16).
+const MAX_WRITE_REGISTERS: u32 = 123;
+/// Coils one write may carry (FC15).
+const MAX_WRITE_BITS: u32 = 1968;
+
+/// Why a writable point is too wide for one write request (`None` when it fits).
+fn write_limit(p: &Point) -> Option<String> {
+    let width = p.end() - u32::from(p.address);
+    let (limit, unit, fc) = if p.kind.is_bit() {
+        (MAX_WRITE_BITS, "coils", "FC15")
+    } else {
+        (MAX_WRITE_REGISTERS, "registers", "FC16")
+    };
+    (width > limit).then(|| {
+        format!(
+            "the point takes {width} {unit}, more than one write ({fc}) can carry ({limit}); \
+             split it into several points"
+        )
+    })
 }
 
 /// The rules of `bit`, `length`, `count` and a string's `order`.
@@ -268,15 +304,10 @@ fn shape(cx: &mut Ctx, p: &Point) {
 
 /// Why a point's shape cannot be written by a command (`None` when it can).
 fn unwritable_shape(p: &Point) -> Option<&'static str> {
-    if p.data_type == DataType::String {
-        Some("a string point")
-    } else if p.bit.is_some() {
-        Some("a single bit of a register")
-    } else if p.is_array() {
-        Some("an array point")
-    } else {
-        None
-    }
+    // Strings, single bits (read-modify-write) and arrays of numbers or coils are written;
+    // a `bits` register (16 flags) is not: write its flags as `bit` points.
+    (p.data_type == DataType::Bits)
+        .then_some("a `bits` point cannot be writable; make each flag a `bit` point to write it")
 }
 
 /// The context is at a bus's `name`.
@@ -664,12 +695,18 @@ devices:
             case("array wider than a read",
                 with_point("{name: t, kind: input, address: 0, type: f32, count: 100}"), 1,
                 "6:62: devices[0].points[0].count: the point takes 200 registers, more than one read can fetch"),
-            case("writable array",
-                with_point("{name: t, kind: holding, address: 0, count: 2, writable: true}"), 1,
-                "6:66: devices[0].points[0].writable: an array point cannot be writable: commands write single"),
-            case("writable string",
-                with_point("{name: t, kind: holding, address: 0, type: string, length: 2, writable: true}"), 1,
-                "6:81: devices[0].points[0].writable: a string point cannot be writable: commands write single"),
+            case("writable bits",
+                with_point("{name: t, kind: holding, address: 0, type: bits, writable: true}"), 1,
+                "6:68: devices[0].points[0].writable: a `bits` point cannot be writable; make each flag"),
+            case("step on a string",
+                with_point("{name: t, kind: holding, address: 0, type: string, length: 2, writable: {step: 1}}"), 1,
+                "6:81: devices[0].points[0].writable: `step` applies to numbers; this point is of type `string`"),
+            case("enum on a bool",
+                with_point("{name: t, kind: coil, address: 0, enum: {off: 0}}"), 1,
+                "6:49: devices[0].points[0].enum: `enum` names numbers; this point is of type `bool`"),
+            case("write too wide",
+                with_point("{name: t, kind: holding, address: 0, count: 124, writable: true}"), 1,
+                "6:68: devices[0].points[0].writable: the point takes 124 registers, more than one write (FC16)"),
             case("bad deadband", with_point("{name: t, kind: holding, address: 1, deadband: lots}"), 1,
                 "6:56: devices[0].points[0].deadband: `lots` is not a deadband; expected a number ≥ 0 or a"),
             case("negative percent deadband", with_point("{name: t, kind: holding, address: 1, deadband: -2%}"), 1,

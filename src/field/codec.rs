@@ -487,6 +487,25 @@ pub fn decode_text(order: WordOrder, words: &[u16]) -> String {
         .to_owned()
 }
 
+/// The registers of `text` in a string point of `length` registers: two bytes each, the first
+/// in the high byte (`ABCD`) or the low byte (`BADC`), padded with NULs (the inverse of
+/// [`decode_text`] for text without NULs or trailing spaces). `None` when the UTF-8 bytes of
+/// `text` do not fit.
+pub fn encode_text(order: WordOrder, length: u16, text: &str) -> Option<Vec<u16>> {
+    let bytes = text.as_bytes();
+    if bytes.len() > usize::from(length) * 2 {
+        return None;
+    }
+    let mut padded = bytes.to_vec();
+    padded.resize(usize::from(length) * 2, 0);
+    Some(
+        padded
+            .chunks(2)
+            .map(|pair| byte_order(order, u16::from_be_bytes([pair[0], pair[1]])))
+            .collect(),
+    )
+}
+
 /// The value of a coil or discrete input.
 pub fn decode_bit(bit: bool) -> Value {
     Value::Bool(bit)

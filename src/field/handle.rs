@@ -26,6 +26,10 @@ pub enum WriteError {
     Link(String),
     #[error("read-back could not be decoded: {0}")]
     Decode(String),
+    /// The write was acknowledged but the point reads back something else (a device that
+    /// ignores or clamps the write).
+    #[error("the device acknowledged the write but reads back {0}")]
+    Mismatch(Value),
     #[error("the device task has stopped")]
     Stopped,
 }
@@ -39,6 +43,7 @@ impl WriteError {
             Self::ReadBackRefused(_) => "readback_failed",
             Self::Link(_) => "link_error",
             Self::Decode(_) => "readback_failed",
+            Self::Mismatch(_) => "readback_mismatch",
             Self::Stopped => "shutting_down",
         }
     }
@@ -53,8 +58,27 @@ pub(super) enum Request {
         /// Index of the point in the device's point map.
         point: usize,
         data: WriteData,
-        reply: oneshot::Sender<Result<Value, WriteError>>,
+        reply: oneshot::Sender<WriteReport>,
     },
+}
+
+/// What became of a write, with the point's value before it, for the audit trail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteReport {
+    /// The last value read from the point before the write (by the poll, or by the read of a
+    /// read-modify-write); `None` when it has never been read successfully.
+    pub old: Option<Value>,
+    /// The value read back after the write, or why there is none.
+    pub result: Result<Value, WriteError>,
+}
+
+impl WriteReport {
+    pub(super) fn failed(old: Option<Value>, e: WriteError) -> Self {
+        Self {
+            old,
+            result: Err(e),
+        }
+    }
 }
 
 /// The way to reach one device through the task of its line.
@@ -69,11 +93,17 @@ impl DeviceHandle {
     /// Writes `data` to point `point` (index in the device's point list), reads it back and
     /// returns the value read back (already published on the state topic).
     pub async fn write(&self, point: usize, data: WriteData) -> Result<Value, WriteError> {
+        self.write_report(point, data).await.result
+    }
+
+    /// [`DeviceHandle::write`], also telling the value the point had before.
+    pub async fn write_report(&self, point: usize, data: WriteData) -> WriteReport {
         if !self.online.load(Ordering::Acquire) {
-            return Err(WriteError::Offline("not connected".into()));
+            return WriteReport::failed(None, WriteError::Offline("not connected".into()));
         }
         let (reply, rx) = oneshot::channel();
-        self.tx
+        if self
+            .tx
             .send(Request::Write {
                 slave: self.slave,
                 point,
@@ -81,8 +111,12 @@ impl DeviceHandle {
                 reply,
             })
             .await
-            .map_err(|_| WriteError::Stopped)?;
-        rx.await.map_err(|_| WriteError::Stopped)?
+            .is_err()
+        {
+            return WriteReport::failed(None, WriteError::Stopped);
+        }
+        rx.await
+            .unwrap_or_else(|_| WriteReport::failed(None, WriteError::Stopped))
     }
 
     /// Whether the device is reachable right now (its line is up and it answers).

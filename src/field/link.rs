@@ -125,8 +125,32 @@ pub enum ReadData {
 pub enum WriteData {
     /// One coil (FC05).
     Coil(bool),
+    /// Several coils (FC15).
+    Coils(Vec<bool>),
     /// Registers: FC06 for one, FC16 for several.
     Registers(Vec<u16>),
+    /// Registers with FC16 even when there is only one (devices without FC06).
+    MultipleRegisters(Vec<u16>),
+    /// One bit of a holding register: not a request of its own; the line task turns it into
+    /// a read of the register and a write of it with the bit changed (read-modify-write).
+    Bit { bit: u8, on: bool },
+}
+
+impl WriteData {
+    /// Whether `read` (the read-back of the point) holds what this write put there.
+    pub fn read_back_matches(&self, read: &ReadData) -> bool {
+        match (self, read) {
+            (Self::Coil(on), ReadData::Bits(bits)) => bits.first() == Some(on),
+            (Self::Coils(want), ReadData::Bits(bits)) => bits.get(..want.len()) == Some(want),
+            (Self::Registers(want) | Self::MultipleRegisters(want), ReadData::Words(words)) => {
+                words.get(..want.len()) == Some(want)
+            }
+            (Self::Bit { bit, on }, ReadData::Words(words)) => {
+                words.first().map(|w| w >> bit & 1 == 1) == Some(*on)
+            }
+            _ => false,
+        }
+    }
 }
 
 /// RTU timing: the silence kept between frames.
@@ -351,9 +375,16 @@ impl Link {
             WriteData::Registers(words) if words.len() == 1 => {
                 bounded(timeout, ctx.write_single_register(address, words[0])).await
             }
-            WriteData::Registers(words) => {
+            WriteData::Coils(bits) => {
+                bounded(timeout, ctx.write_multiple_coils(address, bits)).await
+            }
+            WriteData::Registers(words) | WriteData::MultipleRegisters(words) => {
                 bounded(timeout, ctx.write_multiple_registers(address, words)).await
             }
+            WriteData::Bit { .. } => Err(LinkError::Protocol(
+                "a single-bit write is a read-modify-write of its register, done by the line task"
+                    .into(),
+            )),
         };
         self.end(&answer);
         answer

@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-pub use handle::{DeviceHandle, WriteError};
+pub use handle::{DeviceHandle, WriteError, WriteReport};
 
 use crate::broker::Broker;
 use crate::config::{Device, ModbusSettings, Transport};

@@ -26,8 +26,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::handle::{Request, WriteError};
-use super::link::{Exception, Link, LinkError, WriteData};
+use super::codec::Value;
+use super::handle::{Request, WriteError, WriteReport};
+use super::link::{Exception, Link, LinkError, ReadData, WriteData};
 use super::plan::{self, Read};
 use super::schedule::{self, Candidate, Job};
 use super::slave::{self, Slave};
@@ -461,57 +462,99 @@ impl Line {
             reply,
         } = req;
         let Some(slave) = self.slaves.get(s) else {
-            let _ = reply.send(Err(WriteError::Stopped));
+            let _ = reply.send(WriteReport::failed(None, WriteError::Stopped));
             return Ok(());
         };
+        let old = slave.last_value(point);
         if slave.breaker.is_open() {
             let reason = slave
                 .offline_reason
                 .clone()
                 .unwrap_or_else(|| "not answering".into());
-            let _ = reply.send(Err(WriteError::Offline(reason)));
+            let _ = reply.send(WriteReport::failed(old, WriteError::Offline(reason)));
             return Ok(());
         }
         let Some(p) = slave.device.points.get(point).cloned() else {
-            let _ = reply.send(Err(WriteError::Decode(format!("no point #{point}"))));
+            let _ = reply.send(WriteReport::failed(
+                old,
+                WriteError::Decode(format!("no point #{point}")),
+            ));
             return Ok(());
         };
         let (unit, timeout) = (slave.device.unit, slave.device.timeout);
+        let force_fc16 = slave.device.force_fc16;
         {
             let _g = slave.span.enter();
             debug!(point = %p.name, ?data, "write");
         }
         let mut batch = Vec::new();
-        let result = self
-            .write_and_read_back(link, s, unit, timeout, &p, point, &data, &mut batch)
+        let target = Target {
+            s,
+            unit,
+            timeout,
+            point,
+            p: &p,
+        };
+        let (result, outcome, old) = self
+            .write_and_read_back(link, &target, data, force_fc16, old, &mut batch)
             .await;
         self.flush(batch).await;
-        let (reply_value, outcome) = result;
-        let _ = reply.send(reply_value);
+        let _ = reply.send(WriteReport { old, result });
         outcome
     }
 
-    /// The write, then the read-back; the reply for the caller and the outcome for the line.
-    #[allow(clippy::too_many_arguments)]
+    /// The write (a read-modify-write for a single bit of a register), then the read-back;
+    /// the reply for the caller, the outcome for the line, and the old value.
     async fn write_and_read_back(
         &mut self,
         link: &mut Link,
-        s: usize,
-        unit: u8,
-        timeout: Duration,
-        p: &crate::config::Point,
-        point: usize,
-        data: &WriteData,
+        t: &Target<'_>,
+        data: WriteData,
+        force_fc16: bool,
+        mut old: Option<Value>,
         batch: &mut Vec<Message>,
-    ) -> (
-        Result<crate::field::codec::Value, WriteError>,
-        Result<(), Exit>,
-    ) {
-        match link.write(unit, p.address, data, timeout).await {
+    ) -> (Result<Value, WriteError>, Result<(), Exit>, Option<Value>) {
+        let (s, unit, timeout, p) = (t.s, t.unit, t.timeout, t.p);
+        // The wire request; `data` stays what the read-back must show.
+        let wire = match &data {
+            WriteData::Bit { bit, on } => {
+                // Under this task no poll can come between the read and the write.
+                match link.read(unit, p.kind, p.address, 1, timeout).await {
+                    Err(e) => {
+                        let text = format!("reading the register to change bit {bit}: {e}");
+                        let outcome = self.fault(link, s, e, Vec::new(), batch);
+                        return (Err(WriteError::Link(text)), outcome, old);
+                    }
+                    Ok(Err(exc)) => {
+                        self.answered(s);
+                        return (Err(WriteError::Refused(exc)), Ok(()), old);
+                    }
+                    Ok(Ok(ReadData::Words(words))) if !words.is_empty() => {
+                        self.answered(s);
+                        let word = words[0];
+                        old = Some(Value::Bool(word >> bit & 1 == 1));
+                        let mask = 1u16 << bit;
+                        let new = if *on { word | mask } else { word & !mask };
+                        WriteData::Registers(vec![new])
+                    }
+                    Ok(Ok(_)) => {
+                        let e =
+                            WriteError::Decode(format!("no register {} in the answer", p.address));
+                        return (Err(e), Ok(()), old);
+                    }
+                }
+            }
+            other => other.clone(),
+        };
+        let wire = match wire {
+            WriteData::Registers(words) if force_fc16 => WriteData::MultipleRegisters(words),
+            other => other,
+        };
+        match link.write(unit, p.address, &wire, timeout).await {
             Err(e) => {
                 let text = e.to_string();
                 let outcome = self.fault(link, s, e, Vec::new(), batch);
-                return (Err(WriteError::Link(text)), outcome);
+                return (Err(WriteError::Link(text)), outcome, old);
             }
             Ok(Err(exc)) => {
                 if exc.is_no_answer() {
@@ -519,7 +562,7 @@ impl Line {
                 } else {
                     self.answered(s);
                 }
-                return (Err(WriteError::Refused(exc)), Ok(()));
+                return (Err(WriteError::Refused(exc)), Ok(()), old);
             }
             Ok(Ok(())) => self.answered(s),
         }
@@ -527,15 +570,19 @@ impl Line {
             Err(e) => {
                 let text = format!("write sent, read-back failed: {e}");
                 let outcome = self.fault(link, s, e, Vec::new(), batch);
-                (Err(WriteError::Link(text)), outcome)
+                (Err(WriteError::Link(text)), outcome, old)
             }
-            Ok(Err(exc)) => (Err(WriteError::ReadBackRefused(exc)), Ok(())),
-            Ok(Ok(data)) => match slave::decode(p, p.address, &data) {
+            Ok(Err(exc)) => (Err(WriteError::ReadBackRefused(exc)), Ok(()), old),
+            Ok(Ok(read)) => match slave::decode(p, p.address, &read) {
                 Observation::Good(v) => {
-                    self.slaves[s].publish_read_back(point, v.clone(), batch);
-                    (Ok(v), Ok(()))
+                    self.slaves[s].publish_read_back(t.point, v.clone(), batch);
+                    if data.read_back_matches(&read) {
+                        (Ok(v), Ok(()), old)
+                    } else {
+                        (Err(WriteError::Mismatch(v)), Ok(()), old)
+                    }
                 }
-                Observation::Bad(e) => (Err(WriteError::Decode(e)), Ok(())),
+                Observation::Bad(e) => (Err(WriteError::Decode(e)), Ok(()), old),
             },
         }
     }
@@ -561,7 +608,7 @@ impl Line {
                     .last_error
                     .clone()
                     .unwrap_or_else(|| "not connected".into());
-                let _ = reply.send(Err(WriteError::Offline(reason)));
+                let _ = reply.send(WriteReport::failed(None, WriteError::Offline(reason)));
             }
             None => self.rx_open = false,
         }
@@ -584,6 +631,15 @@ impl Line {
             warn!(error = %e, "publishing device data failed");
         }
     }
+}
+
+/// The point a write goes to.
+struct Target<'a> {
+    s: usize,
+    unit: u8,
+    timeout: Duration,
+    point: usize,
+    p: &'a crate::config::Point,
 }
 
 /// The points of the reads not done in a cycle.

@@ -66,6 +66,8 @@ impl Class {
 struct PointOut {
     topic: String,
     reporter: Reporter,
+    /// The last value read successfully (published or not), the "old value" of a write.
+    last: Option<codec::Value>,
 }
 
 /// A device served by a line.
@@ -113,6 +115,7 @@ impl Slave {
             .map(|p| PointOut {
                 topic: topics.point(&device.name, &p.name),
                 reporter: Reporter::new(p.deadband, p.heartbeat.unwrap_or(device.heartbeat)),
+                last: None,
             })
             .collect();
         Self {
@@ -276,6 +279,11 @@ impl Slave {
         );
     }
 
+    /// The last value read from `point`, if any.
+    pub fn last_value(&self, point: usize) -> Option<codec::Value> {
+        self.outs.get(point).and_then(|o| o.last.clone())
+    }
+
     fn observe(
         &mut self,
         i: usize,
@@ -285,6 +293,9 @@ impl Slave {
         batch: &mut Vec<Message>,
     ) {
         let out = &mut self.outs[i];
+        if let Observation::Good(v) = &obs {
+            out.last = Some(v.clone());
+        }
         if !out.reporter.observe(now, &obs) {
             return;
         }

@@ -787,5 +787,18 @@ proptest! {
             .map(|c| byte_order(order, u16::from_be_bytes([c[0], c[1]])))
             .collect();
         prop_assert_eq!(decode_text(order, &words), text.trim_end_matches(' '));
+        // and encoding gives exactly these registers
+        prop_assert_eq!(encode_text(order, 8, &text), Some(words));
     }
+}
+
+#[test]
+fn text_encoding_table() {
+    // "AB" → 0x41 0x42: high byte first (ABCD), low byte first (BADC); NUL padding.
+    assert_eq!(encode_text(Abcd, 2, "ABC"), Some(vec![0x4142, 0x4300]));
+    assert_eq!(encode_text(Badc, 2, "ABC"), Some(vec![0x4241, 0x0043]));
+    assert_eq!(encode_text(Abcd, 1, ""), Some(vec![0x0000]));
+    assert_eq!(encode_text(Abcd, 1, "ABC"), None);
+    // "é" is two UTF-8 bytes
+    assert_eq!(encode_text(Abcd, 1, "é"), Some(vec![0xC3A9]));
 }

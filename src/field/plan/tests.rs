@@ -537,6 +537,7 @@ fn classes_group_points_by_poll_interval() {
         heartbeat: Duration::from_secs(60),
         max_gap: 16,
         address_base: 0,
+        force_fc16: false,
         points: vec![
             u16_at(0),
             Point {

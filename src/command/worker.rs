@@ -1,0 +1,434 @@
+//! One device's commands, one at a time in arrival order: parse → global switch → check →
+//! (hold for confirmation) → rate limit → write through the device's line task → result.
+//!
+//! Invariants:
+//! - every `.../set` gets exactly one final result; a held one also gets an interim
+//!   `awaiting_confirm` answer first, and its final result when it is confirmed, replaced
+//!   (`superseded`), expires (`confirm_timeout`) or the agent stops (`shutting_down`);
+//! - a command for an offline device fails at once (`device_offline`), also before being held;
+//! - `rate_limit` counts the writes that were sent to the device, not refused commands.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::broker::Message;
+use crate::config::Point;
+use crate::field::link::WriteData;
+use crate::field::WriteError;
+
+use super::parse::{self, CommandValue};
+use super::reply::{Caller, Failure, Record, Replier};
+use super::validate;
+use super::Target;
+
+/// What the router hands a device worker.
+pub enum Input {
+    Set(Message),
+    Confirm(Message),
+}
+
+/// A command waiting for its confirmation.
+struct Held {
+    msg: Message,
+    id: Option<String>,
+    value: CommandValue,
+    data: WriteData,
+    deadline: Instant,
+}
+
+/// The state of one device's worker.
+pub struct Worker {
+    target: Target,
+    replier: Replier,
+    writes_enabled: bool,
+    index: HashMap<String, usize>,
+    held: HashMap<usize, Held>,
+    last_write: HashMap<usize, Instant>,
+}
+
+/// A command that passed every check, ready to be written.
+struct Ready<'a> {
+    msg: &'a Message,
+    confirm: Option<&'a Message>,
+    point: usize,
+    id: Option<String>,
+    value: CommandValue,
+    data: WriteData,
+}
+
+impl Worker {
+    pub fn new(target: Target, replier: Replier, writes_enabled: bool) -> Self {
+        let index = target
+            .device
+            .points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.name.clone(), i))
+            .collect();
+        Self {
+            target,
+            replier,
+            writes_enabled,
+            index,
+            held: HashMap::new(),
+            last_write: HashMap::new(),
+        }
+    }
+
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Input>) {
+        loop {
+            let next = self.held.values().map(|h| h.deadline).min();
+            let input = tokio::select! {
+                input = rx.recv() => input,
+                () = sleep_until(next) => {
+                    self.expire(Instant::now()).await;
+                    continue;
+                }
+            };
+            match input {
+                Some(Input::Set(msg)) => self.set(msg).await,
+                Some(Input::Confirm(msg)) => self.confirm(msg).await,
+                None => break,
+            }
+        }
+        let held: Vec<(usize, Held)> = self.held.drain().collect();
+        for (point, h) in held {
+            let f = Failure::new(
+                "shutting_down",
+                "the agent stopped before the command was confirmed",
+            );
+            self.fail(&h.msg, None, point, h.id.as_deref(), Some(&h.value), &f)
+                .await;
+        }
+    }
+
+    fn device(&self) -> &str {
+        &self.target.device.name
+    }
+
+    fn point(&self, i: usize) -> &Point {
+        &self.target.device.points[i]
+    }
+
+    async fn set(&mut self, msg: Message) {
+        let Some((_, name)) = self.replier.topics.parse_command(&msg.topic) else {
+            return;
+        };
+        let name = name.to_owned();
+        let parsed = parse::parse(&msg.payload);
+        let id = parsed.as_ref().ok().and_then(|c| c.id.clone());
+        let Some(&point) = self.index.get(&name) else {
+            let f = Failure::new(
+                "unknown_point",
+                format!("device `{}` has no point `{name}`", self.device()),
+            );
+            self.fail_named(&msg, &name, id.as_deref(), None, &f).await;
+            return;
+        };
+        let cmd = match parsed {
+            Ok(c) => c,
+            Err(reason) => {
+                let f = Failure::new("bad_payload", reason);
+                self.fail(&msg, None, point, None, None, &f).await;
+                return;
+            }
+        };
+        if !self.writes_enabled {
+            let f = Failure::new(
+                "writes_disabled",
+                "writes are disabled on this gateway (`commands: {writes: disabled}`)",
+            );
+            self.fail(&msg, None, point, id.as_deref(), Some(&cmd.value), &f)
+                .await;
+            return;
+        }
+        let data = match validate::check(self.point(point), &cmd.value) {
+            Ok(d) => d,
+            Err(r) => {
+                let f = Failure::new(r.code, r.message);
+                self.fail(&msg, None, point, id.as_deref(), Some(&cmd.value), &f)
+                    .await;
+                return;
+            }
+        };
+        if !self.target.handle.is_online() {
+            let f = Failure::new(
+                "device_offline",
+                format!(
+                    "device `{}` is offline; the command is not kept",
+                    self.device()
+                ),
+            );
+            self.fail(&msg, None, point, id.as_deref(), Some(&cmd.value), &f)
+                .await;
+            return;
+        }
+        if let Some(timeout) = self.point(point).write.confirm {
+            if let Some(old) = self.held.remove(&point) {
+                let f = Failure::new(
+                    "superseded",
+                    "a newer command for the point replaced it before it was confirmed",
+                );
+                self.fail(
+                    &old.msg,
+                    None,
+                    point,
+                    old.id.as_deref(),
+                    Some(&old.value),
+                    &f,
+                )
+                .await;
+            }
+            let expires = SystemTime::now() + timeout;
+            self.replier
+                .pending(&msg, self.device(), &name, id.as_deref(), expires)
+                .await;
+            self.held.insert(
+                point,
+                Held {
+                    msg,
+                    id,
+                    value: cmd.value,
+                    data,
+                    deadline: Instant::now() + timeout,
+                },
+            );
+            return;
+        }
+        let ready = Ready {
+            msg: &msg,
+            confirm: None,
+            point,
+            id,
+            value: cmd.value,
+            data,
+        };
+        self.execute(ready).await;
+    }
+
+    async fn confirm(&mut self, msg: Message) {
+        let Some((_, name)) = self.replier.topics.parse_confirm(&msg.topic) else {
+            return;
+        };
+        let name = name.to_owned();
+        let parsed = parse::parse_confirm(&msg.payload);
+        let id = parsed.as_ref().ok().and_then(|c| c.id.clone());
+        let Some(&point) = self.index.get(&name) else {
+            let f = Failure::new(
+                "unknown_point",
+                format!("device `{}` has no point `{name}`", self.device()),
+            );
+            self.fail_named(&msg, &name, id.as_deref(), None, &f).await;
+            return;
+        };
+        let confirm = match parsed {
+            Ok(c) => c,
+            Err(reason) => {
+                let f = Failure::new("bad_payload", reason);
+                self.fail(&msg, None, point, None, None, &f).await;
+                return;
+            }
+        };
+        let Some(held) = self.held.get(&point) else {
+            let f = Failure::new(
+                "nothing_to_confirm",
+                format!(
+                    "no command for `{}/{name}` is waiting for a confirmation",
+                    self.device()
+                ),
+            );
+            self.fail(&msg, None, point, id.as_deref(), confirm.value.as_ref(), &f)
+                .await;
+            return;
+        };
+        let matches = match &held.id {
+            Some(hid) => {
+                confirm.id.as_deref() == Some(hid.as_str())
+                    && confirm.value.as_ref().is_none_or(|v| *v == held.value)
+            }
+            None => confirm.value.as_ref() == Some(&held.value),
+        };
+        if !matches {
+            let want = match &held.id {
+                Some(hid) => format!("the id {hid:?}"),
+                None => format!("the value {}", held.value),
+            };
+            let f = Failure::new(
+                "confirm_mismatch",
+                format!(
+                    "the confirmation does not match the waiting command: it must carry {want}"
+                ),
+            );
+            // The confirm is refused; the held command keeps waiting until it expires.
+            let caller_view = msg.clone();
+            self.fail(
+                &caller_view,
+                None,
+                point,
+                id.as_deref(),
+                confirm.value.as_ref(),
+                &f,
+            )
+            .await;
+            return;
+        }
+        let Some(held) = self.held.remove(&point) else {
+            return;
+        };
+        let ready = Ready {
+            msg: &held.msg,
+            confirm: Some(&msg),
+            point,
+            id: held.id.clone(),
+            value: held.value.clone(),
+            data: held.data.clone(),
+        };
+        self.execute(ready).await;
+    }
+
+    /// Held commands whose time is up get `confirm_timeout`.
+    async fn expire(&mut self, now: Instant) {
+        let due: Vec<usize> = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.deadline <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for point in due {
+            if let Some(h) = self.held.remove(&point) {
+                let timeout = self.point(point).write.confirm.unwrap_or_default();
+                let f = Failure::new(
+                    "confirm_timeout",
+                    format!(
+                        "not confirmed on {} within {}",
+                        self.replier
+                            .topics
+                            .confirm(self.device(), &self.point(point).name),
+                        crate::config::show_duration(timeout)
+                    ),
+                );
+                self.fail(&h.msg, None, point, h.id.as_deref(), Some(&h.value), &f)
+                    .await;
+            }
+        }
+    }
+
+    /// The rate limit, the write and its read-back, and the result.
+    async fn execute(&mut self, r: Ready<'_>) {
+        let now = Instant::now();
+        if let (Some(period), Some(last)) = (
+            self.point(r.point).write.rate_limit,
+            self.last_write.get(&r.point),
+        ) {
+            let since = now.saturating_duration_since(*last);
+            if since < period {
+                let f = Failure::new(
+                    "rate_limited",
+                    format!(
+                        "point `{}` takes at most one write per {}; the last was {} ago",
+                        self.point(r.point).name,
+                        crate::config::show_duration(period),
+                        show_ms(since)
+                    ),
+                );
+                self.fail(
+                    r.msg,
+                    r.confirm,
+                    r.point,
+                    r.id.as_deref(),
+                    Some(&r.value),
+                    &f,
+                )
+                .await;
+                return;
+            }
+        }
+        let report = self.target.handle.write_report(r.point, r.data).await;
+        if !matches!(report.result, Err(WriteError::Offline(_))) {
+            self.last_write.insert(r.point, now);
+        }
+        let confirmed_by = r.confirm.map(|c| Caller::of(&c.origin));
+        let failure = report.result.as_ref().err().map(|e| match e {
+            WriteError::Mismatch(v) => Failure {
+                code: e.code(),
+                error: format!("wrote {} but the device reads back {v}", r.value),
+                read_back: Some(v.clone()),
+            },
+            other => Failure::new(other.code(), other.to_string()),
+        });
+        let result = match (&report.result, &failure) {
+            (Ok(v), _) => Ok(v),
+            (Err(_), Some(f)) => Err(f),
+            (Err(_), None) => return,
+        };
+        let name = self.point(r.point).name.clone();
+        let rec = Record {
+            device: self.device(),
+            point: &name,
+            id: r.id.as_deref(),
+            request: Some(&r.value),
+            old: report.old.as_ref(),
+            result,
+            confirmed_by: confirmed_by.as_ref(),
+        };
+        self.replier.finish(r.msg, r.confirm, &rec).await;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn fail(
+        &self,
+        msg: &Message,
+        confirm: Option<&Message>,
+        point: usize,
+        id: Option<&str>,
+        request: Option<&CommandValue>,
+        f: &Failure,
+    ) {
+        let name = self.point(point).name.clone();
+        let rec = Record {
+            device: self.device(),
+            point: &name,
+            id,
+            request,
+            old: None,
+            result: Err(f),
+            confirmed_by: None,
+        };
+        self.replier.finish(msg, confirm, &rec).await;
+    }
+
+    async fn fail_named(
+        &self,
+        msg: &Message,
+        name: &str,
+        id: Option<&str>,
+        request: Option<&CommandValue>,
+        f: &Failure,
+    ) {
+        let rec = Record {
+            device: self.device(),
+            point: name,
+            id,
+            request,
+            old: None,
+            result: Err(f),
+            confirmed_by: None,
+        };
+        self.replier.finish(msg, None, &rec).await;
+    }
+}
+
+/// Sleeps until `at`, or forever.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn show_ms(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
+}

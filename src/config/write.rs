@@ -1,0 +1,230 @@
+//! The keys that govern commands: a point's `writable` (range, `step`, `rate_limit`,
+//! `confirm`) and `enum`, and the top-level `commands` section (`writes`, `audit`).
+//!
+//! Invariant: a decoded [`WriteRules`] has a positive finite `step`, non-zero periods, and a
+//! `min` not above `max`; enum names are unique, non-empty and their values finite and
+//! distinct.
+
+use std::time::Duration;
+
+use serde_yaml::Value;
+
+use super::decode::{expected, map, quote, Ctx, Decode};
+use super::model::{CommandSettings, Writable, WriteRules, DEFAULT_CONFIRM_TIMEOUT};
+use super::scalar::Finite;
+
+const WRITABLE: &[&str] = &["min", "max", "step", "rate_limit", "confirm"];
+const COMMANDS: &[&str] = &["writes", "audit"];
+
+/// `writable`: `true`, `false`, or `{min, max, step, rate_limit, confirm}`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct WritableSpec {
+    pub writable: Writable,
+    pub rules: WriteRules,
+}
+
+impl Decode for WritableSpec {
+    fn decode(cx: &mut Ctx, node: &Value) -> Option<Self> {
+        if !node.is_mapping() {
+            return Writable::decode(cx, node).map(|writable| WritableSpec {
+                writable,
+                rules: WriteRules::default(),
+            });
+        }
+        let m = map(cx, node, WRITABLE)?;
+        let min = m.optional::<Finite>(cx, "min");
+        let max = m.optional::<Finite>(cx, "max");
+        let step = m.optional_with(cx, "step", |cx, v| {
+            let f = Finite::decode(cx, v)?.0;
+            if f <= 0.0 {
+                cx.error(format!(
+                    "`{f}` is not a valid step; expected a number above 0"
+                ));
+                return None;
+            }
+            Some(f)
+        });
+        let rate_limit = m.optional_with(cx, "rate_limit", period);
+        let confirm = m.optional_with(cx, "confirm", |cx, v| match v {
+            Value::Bool(true) => Some(Some(DEFAULT_CONFIRM_TIMEOUT)),
+            Value::Bool(false) => Some(None),
+            _ => period(cx, v).map(Some),
+        });
+        let (min, max) = (min?.map(|f| f.0), max?.map(|f| f.0));
+        if let (Some(lo), Some(hi)) = (min, max) {
+            if lo > hi {
+                cx.error(format!("min {lo} is greater than max {hi}"));
+                return None;
+            }
+        }
+        Some(WritableSpec {
+            writable: Writable::Yes { min, max },
+            rules: WriteRules {
+                step: step?,
+                rate_limit: rate_limit?,
+                confirm: confirm?.flatten(),
+            },
+        })
+    }
+}
+
+/// A duration (the `Duration` decoder already refuses zero).
+fn period(cx: &mut Ctx, node: &Value) -> Option<Duration> {
+    Duration::decode(cx, node)
+}
+
+/// `enum: {off: 0, auto: 1, manual: 2}`: names and their engineering values, in file order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Names(pub Vec<(String, f64)>);
+
+impl Decode for Names {
+    fn decode(cx: &mut Ctx, node: &Value) -> Option<Self> {
+        let Some(mapping) = node.as_mapping() else {
+            cx.error(expected(
+                "a mapping of names to values, e.g. `{off: 0, auto: 1, manual: 2}`",
+                node,
+            ));
+            return None;
+        };
+        if mapping.is_empty() {
+            cx.error("an empty `enum`; name at least one value, e.g. `{off: 0, on: 1}`");
+            return None;
+        }
+        let mut out: Vec<(String, f64)> = Vec::with_capacity(mapping.len());
+        let mut ok = true;
+        for (key, value) in mapping {
+            let Some(name) = key.as_str() else {
+                cx.error(format!(
+                    "enum names must be strings, found {}",
+                    quote(&format!("{key:?}"))
+                ));
+                ok = false;
+                continue;
+            };
+            if name.trim().is_empty() {
+                cx.error("an enum name is empty");
+                ok = false;
+                continue;
+            }
+            let Some(v) = cx.at_key(name, |cx| Finite::decode(cx, value)) else {
+                ok = false;
+                continue;
+            };
+            if let Some((other, _)) = out.iter().find(|(_, w)| *w == v.0) {
+                let (other, v) = (other.clone(), v.0);
+                cx.at_key(name, |cx| {
+                    cx.error(format!(
+                        "value {v} is already named {}; each value has one name",
+                        quote(&other)
+                    ));
+                });
+                ok = false;
+                continue;
+            }
+            out.push((name.to_owned(), v.0));
+        }
+        ok.then_some(Names(out))
+    }
+}
+
+/// The `commands` section: `{writes: enabled|disabled, audit: log|publish}`.
+pub fn commands(cx: &mut Ctx, node: &Value) -> Option<CommandSettings> {
+    let m = map(cx, node, COMMANDS)?;
+    let writes = m.optional_with(cx, "writes", |cx, v| {
+        word(cx, v, &[("enabled", true), ("disabled", false)])
+    });
+    let audit = m.optional_with(cx, "audit", |cx, v| {
+        word(cx, v, &[("log", false), ("publish", true)])
+    });
+    let defaults = CommandSettings::default();
+    Some(CommandSettings {
+        writes: writes?.unwrap_or(defaults.writes),
+        audit_publish: audit?.unwrap_or(defaults.audit_publish),
+    })
+}
+
+/// One of a few words (a YAML bool is taken as `enabled`/`disabled` too).
+fn word(cx: &mut Ctx, node: &Value, words: &[(&str, bool)]) -> Option<bool> {
+    let allowed: Vec<&str> = words.iter().map(|(w, _)| *w).collect();
+    let found = match node {
+        Value::String(s) => words.iter().find(|(w, _)| w == s).map(|(_, b)| *b),
+        Value::Bool(b) if allowed.contains(&"enabled") => Some(*b),
+        _ => None,
+    };
+    if found.is_none() {
+        cx.error(expected(&format!("one of {}", allowed.join(", ")), node));
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode<T: Decode>(yaml: &str) -> Result<T, Vec<String>> {
+        let node: Value = serde_yaml::from_str(yaml).expect("test YAML parses");
+        let mut cx = Ctx::default();
+        let out = T::decode(&mut cx, &node);
+        let problems: Vec<String> = cx.into_problems().into_iter().map(|p| p.message).collect();
+        match out {
+            Some(v) if problems.is_empty() => Ok(v),
+            _ => Err(problems),
+        }
+    }
+
+    #[test]
+    fn writable_with_rules() {
+        let w: WritableSpec =
+            decode("{min: 0, max: 90, step: 0.5, rate_limit: 1s, confirm: 10s}").expect("valid");
+        assert_eq!(
+            w.writable,
+            Writable::Yes {
+                min: Some(0.0),
+                max: Some(90.0)
+            }
+        );
+        assert_eq!(
+            w.rules,
+            WriteRules {
+                step: Some(0.5),
+                rate_limit: Some(Duration::from_secs(1)),
+                confirm: Some(Duration::from_secs(10)),
+            }
+        );
+        let w: WritableSpec = decode("{confirm: true}").expect("valid");
+        assert_eq!(w.rules.confirm, Some(DEFAULT_CONFIRM_TIMEOUT));
+        let w: WritableSpec = decode("true").expect("valid");
+        assert_eq!(w.rules, WriteRules::default());
+    }
+
+    #[test]
+    fn writable_refusals() {
+        let e = decode::<WritableSpec>("{step: 0}").expect_err("refused");
+        assert!(e[0].contains("not a valid step"), "{e:?}");
+        let e = decode::<WritableSpec>("{rate_limit: 0s}").expect_err("refused");
+        assert!(e[0].contains("is zero"), "{e:?}");
+        let e = decode::<WritableSpec>("{min: 5, max: 1}").expect_err("refused");
+        assert!(e[0].contains("min 5 is greater than max 1"), "{e:?}");
+        let e = decode::<WritableSpec>("{stpe: 1}").expect_err("refused");
+        assert!(e[0].contains("stpe"), "{e:?}");
+    }
+
+    #[test]
+    fn enums() {
+        let n: Names = decode("{off: 0, auto: 1, manual: 2}").expect("valid");
+        assert_eq!(
+            n.0,
+            vec![
+                ("off".to_owned(), 0.0),
+                ("auto".to_owned(), 1.0),
+                ("manual".to_owned(), 2.0)
+            ]
+        );
+        let e = decode::<Names>("{off: 0, stop: 0}").expect_err("refused");
+        assert!(e[0].contains("already named `off`"), "{e:?}");
+        let e = decode::<Names>("[off, on]").expect_err("refused");
+        assert!(e[0].contains("mapping of names"), "{e:?}");
+        let e = decode::<Names>("{}").expect_err("refused");
+        assert!(e[0].contains("empty"), "{e:?}");
+    }
+}
