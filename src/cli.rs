@@ -444,6 +444,25 @@ pub fn summary(name: &str, config: &Config) -> String {
             ));
         }
     }
+    let _ = writeln!(
+        out,
+        "  commands: writes {}, audit {}{}",
+        if config.commands.writes {
+            "enabled"
+        } else {
+            "disabled"
+        },
+        if config.commands.audit_publish {
+            "publish"
+        } else {
+            "log"
+        },
+        if any_writable(config) {
+            ""
+        } else {
+            " (no writable point)"
+        }
+    );
     match &config.uplink {
         None => {
             let _ = writeln!(out, "  uplink: off");
@@ -495,6 +514,15 @@ fn requests_per_cycle(d: &Device) -> usize {
     plan::classes(d).iter().map(|c| c.reads.len()).sum()
 }
 
+/// Whether any point of the config accepts commands.
+fn any_writable(config: &Config) -> bool {
+    config
+        .devices
+        .iter()
+        .flat_map(|d| &d.points)
+        .any(|p| p.writable != config::Writable::No)
+}
+
 /// `temperature  holding 100..101  f32 CDAB  (written 40101)`.
 fn describe_point(d: &Device, p: &Point) -> String {
     let last = p.end() - 1;
@@ -525,6 +553,9 @@ fn describe_point(d: &Device, p: &Point) -> String {
     }
     if let Some(poll) = p.poll.filter(|poll| *poll != d.poll) {
         extra.push_str(&format!("  poll {}", config::show_duration(poll)));
+    }
+    if let Some(rules) = crate::command::describe(p) {
+        extra.push_str(&format!("  {rules}"));
     }
     format!("{:<16} {at:<22} {shape}{extra}", p.name)
 }

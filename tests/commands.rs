@@ -559,15 +559,11 @@ fn mosquitto_passwd(file: &Path, create: bool, user: &str, password: &str) {
     );
 }
 
-const ACL: &str = "\
-# Operators may command the boiler; viewers may only watch.
-user operator
-topic write w/dev/+/set
-topic read w/#
-
-user viewer
-topic read w/#
-";
+/// The example ACL of `configs/example.acl` (the one the README shows), as shipped.
+fn example_acl() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/example.acl");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
 
 #[test]
 fn the_broker_acl_decides_who_may_write() {
@@ -577,16 +573,17 @@ fn the_broker_acl_decides_who_may_write() {
     let passwd = dir.path().join("passwd");
     mosquitto_passwd(&passwd, true, "operator", "op");
     mosquitto_passwd(&passwd, false, "viewer", "vw");
-    std::fs::write(dir.path().join("acl"), ACL).expect("acl");
+    mosquitto_passwd(&passwd, false, "supervisor", "sv");
+    std::fs::write(dir.path().join("acl"), example_acl()).expect("acl");
     let yaml = format!(
         r#"
-site: w
+site: plant1
 broker:
   listeners: [{{bind: "127.0.0.1:0", allow_anonymous: false}}]
   password_file: passwd
   acl_file: acl
 devices:
-  - name: dev
+  - name: boiler
     tcp: "127.0.0.1:{port}"
     poll: 100ms
     points:
@@ -597,51 +594,48 @@ devices:
     let (agent, port) = start(&Ferrule::write_config(dir.path(), &yaml));
     let results = mqtt::sub_with(
         port,
-        &["w/dev/sp/set/result"],
+        &["plant1/boiler/sp/set/result"],
         &SubOptions {
             user: Some("viewer".into()),
             password: Some("vw".into()),
             ..SubOptions::default()
         },
     );
-    // The viewer's publish is refused by the broker: MQTT 5 says so (0x87), 3.1.1 drops it.
-    let refused = mqtt::mosquitto_pub(
-        port,
-        &[
-            "-V",
-            "mqttv5",
-            "-u",
-            "viewer",
-            "-P",
-            "vw",
-            "-t",
-            "w/dev/sp/set",
-            "-m",
-            r#"{"value": 1, "id": "viewer"}"#,
-            "-q",
-            "1",
-        ],
-    );
+    let set = |user: &str, password: &str, version: &str, id: &str| {
+        let payload = format!(r#"{{"value": 1, "id": "{id}"}}"#);
+        mqtt::mosquitto_pub(
+            port,
+            &[
+                "-V",
+                version,
+                "-u",
+                user,
+                "-P",
+                password,
+                "-t",
+                "plant1/boiler/sp/set",
+                "-m",
+                &payload,
+                "-q",
+                "1",
+            ],
+        )
+    };
+    // The viewer and the supervisor may not set: MQTT 5 says so (0x87), 3.1.1 drops it.
+    let refused = set("viewer", "vw", "mqttv5", "viewer5");
     assert!(
         refused.tail().contains("Not authorized"),
         "{}",
         refused.tail()
     );
-    mqtt::publish_args(
-        port,
-        &[
-            "-u",
-            "viewer",
-            "-P",
-            "vw",
-            "-t",
-            "w/dev/sp/set",
-            "-m",
-            r#"{"value": 2, "id": "viewer2"}"#,
-            "-q",
-            "1",
-        ],
+    let refused = set("supervisor", "sv", "mqttv5", "sup5");
+    assert!(
+        refused.tail().contains("Not authorized"),
+        "{}",
+        refused.tail()
     );
+    let dropped = set("viewer", "vw", "mqttv311", "viewer311");
+    assert!(dropped.status.success(), "{}", dropped.tail());
     // The operator's command goes through, and the audit line names them.
     mqtt::publish_args(
         port,
@@ -653,7 +647,7 @@ devices:
             "-i",
             "hmi-7",
             "-t",
-            "w/dev/sp/set",
+            "plant1/boiler/sp/set",
             "-m",
             r#"{"value": 3, "id": "op"}"#,
             "-q",

@@ -112,6 +112,38 @@ pub async fn run(
     tracker.wait().await;
 }
 
+/// The write rules of a point for `ferrule check`: `writable 0..90 step 0.5 rate 1s confirm 10s
+/// enum off=0,auto=1`; `None` when it is not writable.
+pub fn describe(p: &crate::config::Point) -> Option<String> {
+    use crate::config::{show_duration, Writable};
+    let Writable::Yes { min, max } = p.writable else {
+        return None;
+    };
+    let mut out = String::from("writable");
+    match (min, max) {
+        (None, None) => {}
+        (lo, hi) => out.push_str(&format!(
+            " {}..{}",
+            lo.map_or(String::new(), |v| v.to_string()),
+            hi.map_or(String::new(), |v| v.to_string())
+        )),
+    }
+    if let Some(step) = p.write.step {
+        out.push_str(&format!(" step {step}"));
+    }
+    if let Some(period) = p.write.rate_limit {
+        out.push_str(&format!(" rate 1/{}", show_duration(period)));
+    }
+    if let Some(period) = p.write.confirm {
+        out.push_str(&format!(" confirm {}", show_duration(period)));
+    }
+    if !p.names.is_empty() {
+        let names: Vec<String> = p.names.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        out.push_str(&format!(" enum {}", names.join(",")));
+    }
+    Some(out)
+}
+
 /// The result of a command refused before it reached a device's worker.
 async fn refuse(replier: &Replier, msg: &Message, device: &str, point: &str, f: &Failure) {
     let parsed = parse::parse(&msg.payload).ok();
