@@ -263,16 +263,8 @@ impl Worker {
                 ),
             );
             // The confirm is refused; the held command keeps waiting until it expires.
-            let caller_view = msg.clone();
-            self.fail(
-                &caller_view,
-                None,
-                point,
-                id.as_deref(),
-                confirm.value.as_ref(),
-                &f,
-            )
-            .await;
+            self.fail(&msg, None, point, id.as_deref(), confirm.value.as_ref(), &f)
+                .await;
             return;
         }
         let Some(held) = self.held.remove(&point) else {

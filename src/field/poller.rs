@@ -16,7 +16,10 @@
 //! - an exception code is a refusal: only the points of that request go `bad` (device
 //!   `degraded`). A merged read refused with 0x02/0x03 is split in two and retried until the
 //!   reads that work are found; the learned split is kept, so later cycles do not repeat it;
-//! - while a device is offline, writes to it fail at once with `device offline`.
+//! - while a device is offline, writes to it fail at once with `device offline`;
+//! - a write is sent once, never repeated, and always followed by a read-back of the point; a
+//!   single-bit write reads its register and writes it back with the bit changed, both inside
+//!   this task, so no poll or other write of the line comes in between (no lost update).
 
 use std::sync::Arc;
 use std::time::Duration;
