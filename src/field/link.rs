@@ -417,3 +417,28 @@ async fn bounded<T>(
 pub fn exception_code(e: Exception) -> ExceptionCode {
     ExceptionCode::new(e.0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_backs_match_what_was_written() {
+        let words = |w: &[u16]| ReadData::Words(w.to_vec());
+        let bits = |b: &[bool]| ReadData::Bits(b.to_vec());
+        assert!(WriteData::Coil(true).read_back_matches(&bits(&[true])));
+        assert!(!WriteData::Coil(true).read_back_matches(&bits(&[false])));
+        assert!(WriteData::Coils(vec![true, false]).read_back_matches(&bits(&[true, false])));
+        assert!(!WriteData::Coils(vec![true, false]).read_back_matches(&bits(&[true])));
+        assert!(WriteData::Registers(vec![1, 2]).read_back_matches(&words(&[1, 2])));
+        assert!(!WriteData::Registers(vec![1, 2]).read_back_matches(&words(&[1, 3])));
+        assert!(WriteData::MultipleRegisters(vec![7]).read_back_matches(&words(&[7])));
+        // A bit write only looks at its bit: the device may change the others.
+        let bit3 = WriteData::Bit { bit: 3, on: true };
+        assert!(bit3.read_back_matches(&words(&[0xFF08])));
+        assert!(!bit3.read_back_matches(&words(&[0xFFF7])));
+        // Wrong shapes never match.
+        assert!(!WriteData::Coil(true).read_back_matches(&words(&[1])));
+        assert!(!WriteData::Registers(vec![1]).read_back_matches(&bits(&[true])));
+    }
+}
