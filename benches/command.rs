@@ -155,7 +155,7 @@ struct Row {
 
 /// The same write + read-back, straight from a tokio-modbus client.
 async fn optimum(sim: SocketAddr, rate: u64, window: Duration) -> Row {
-    let mut ctx = tokio_modbus::client::tcp::connect(sim)
+    let mut ctx = tokio_modbus::client::tcp::connect_slave(sim, tokio_modbus::Slave(1))
         .await
         .expect("connect to the simulator");
     let mut ms = Vec::new();
