@@ -16,8 +16,9 @@
 //!   true`);
 //! - **ferrule, default**: the broker's default (`tcp_nodelay: false`, Nagle, like Mosquitto).
 //!
-//! For each: p50 / p99 / max latency of commands sent at a steady `--rate` (open loop: a
-//! command is sent on schedule whether or not the previous result has arrived), and the most
+//! For each: p50 / p99 / max latency (from the send to the result) of commands sent at a
+//! steady `--rate` (open loop for ferrule: a command is sent on schedule whether or not the
+//! previous result has arrived; the direct client is sequential by nature), and the most
 //! commands per second sustained with 64 commands outstanding (ferrule) or back to back
 //! (optimum: one connection, one request at a time, as ferrule's line task does). Every
 //! ferrule result must be `ok:true`. Linux only (reads /proc for CPU).
@@ -165,9 +166,9 @@ async fn optimum(sim: SocketAddr, rate: u64, window: Duration) -> Row {
     while start.elapsed() < window {
         let due = start + period * u32::try_from(i).expect("fits");
         tokio::time::sleep_until(due).await;
-        // Open loop: latency counts from when the command was due.
+        let sent = tokio::time::Instant::now();
         write_read(&mut ctx, (i % 60_000) as u16).await;
-        ms.push(due.elapsed().as_secs_f64() * 1000.0);
+        ms.push(sent.elapsed().as_secs_f64() * 1000.0);
         i += 1;
     }
     let start = Instant::now();
@@ -277,8 +278,10 @@ fn result_id(bytes: &[u8]) -> u64 {
         .expect("results carry the id")
 }
 
-/// Commands at `rate` per second for `window`; the latency of each, from when it was due to
-/// its result.
+/// Commands at `rate` per second for `window`; the latency of each, from when it was sent to
+/// its result (not from when it was due: tokio's 1 ms timer would add up to 1 ms to both
+/// sides; a late send would only hide a stall of the client itself, which sends without
+/// waiting).
 async fn steady(
     client: &AsyncClient,
     events: &mut EventLoop,
@@ -288,7 +291,7 @@ async fn steady(
     let period = Duration::from_micros(1_000_000 / rate);
     let total = (window.as_micros() / period.as_micros()) as u64;
     let start = tokio::time::Instant::now();
-    let mut due_at: Vec<tokio::time::Instant> = Vec::with_capacity(total as usize);
+    let mut sent_at: Vec<tokio::time::Instant> = Vec::with_capacity(total as usize);
     let mut ms = vec![f64::NAN; total as usize];
     let (mut sent, mut received) = (0u64, 0u64);
     while received < total {
@@ -298,14 +301,14 @@ async fn steady(
                 client
                     .try_publish(SET, QoS::AtLeastOnce, false, payload(sent))
                     .expect("queue the publish");
-                due_at.push(next);
+                sent_at.push(tokio::time::Instant::now());
                 sent += 1;
             }
             event = events.poll() => {
                 if let Event::Incoming(Packet::Publish(p)) = event.expect("connected") {
                     let id = result_id(&p.payload);
-                    if let Some(due) = due_at.get(id as usize) {
-                        ms[id as usize] = due.elapsed().as_secs_f64() * 1000.0;
+                    if let Some(at) = sent_at.get(id as usize) {
+                        ms[id as usize] = at.elapsed().as_secs_f64() * 1000.0;
                         received += 1;
                     }
                 }
