@@ -158,3 +158,34 @@ async fn refuse(replier: &Replier, msg: &Message, device: &str, point: &str, f: 
     };
     replier.finish(msg, None, &rec).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::{DataType, Point, RegisterKind, Writable};
+
+    #[test]
+    fn check_describes_the_write_rules() {
+        let mut p = Point::new("sp", RegisterKind::Holding, 1, DataType::U16);
+        assert_eq!(describe(&p), None);
+        p.writable = Writable::Yes {
+            min: None,
+            max: None,
+        };
+        assert_eq!(describe(&p).as_deref(), Some("writable"));
+        p.writable = Writable::Yes {
+            min: Some(0.0),
+            max: None,
+        };
+        p.write.step = Some(0.5);
+        p.write.rate_limit = Some(Duration::from_secs(1));
+        p.write.confirm = Some(Duration::from_secs(10));
+        p.names = vec![("off".into(), 0.0), ("on".into(), 1.0)];
+        assert_eq!(
+            describe(&p).as_deref(),
+            Some("writable 0.. step 0.5 rate 1/1s confirm 10s enum off=0,on=1")
+        );
+    }
+}
