@@ -26,7 +26,11 @@ fn check(path: &Path) -> Finished {
 
 #[test]
 fn check_accepts_the_shipped_configs_with_a_summary() {
-    for name in ["configs/demo.yaml", "configs/example.yaml"] {
+    for name in [
+        "configs/demo.yaml",
+        "configs/example.yaml",
+        "configs/gateway.yaml",
+    ] {
         let out = check(&repo(name));
         assert_eq!(out.status.code(), Some(0), "{name}:\n{}", out.tail());
         let text = out.stdout.join("\n");
