@@ -224,6 +224,22 @@ fn single_point(cx: &mut Ctx, p: &Point) {
             ));
         });
     }
+    if let Writable::Yes { min, max } = p.writable {
+        let outside = p
+            .names
+            .iter()
+            .find(|(_, v)| min.is_some_and(|lo| *v < lo) || max.is_some_and(|hi| *v > hi));
+        if let Some((name, v)) = outside {
+            cx.at_key("enum", |cx| {
+                cx.error(format!(
+                    "{} = {v} is outside the writable range {}..{}: it could never be written",
+                    quote(name),
+                    min.map_or(String::new(), |m| m.to_string()),
+                    max.map_or(String::new(), |m| m.to_string())
+                ));
+            });
+        }
+    }
 }
 
 /// Registers one write may carry (FC16).
@@ -704,6 +720,9 @@ devices:
             case("enum on a bool",
                 with_point("{name: t, kind: coil, address: 0, enum: {off: 0}}"), 1,
                 "6:49: devices[0].points[0].enum: `enum` names numbers; this point is of type `bool`"),
+            case("enum outside the range",
+                with_point("{name: t, kind: holding, address: 0, enum: {off: 0, boost: 5}, writable: {max: 2}}"), 1,
+                "6:52: devices[0].points[0].enum: `boost` = 5 is outside the writable range ..2"),
             case("write too wide",
                 with_point("{name: t, kind: holding, address: 0, count: 124, writable: true}"), 1,
                 "6:68: devices[0].points[0].writable: the point takes 124 registers, more than one write (FC16)"),
