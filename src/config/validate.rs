@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::decode::{quote, render, Ctx, Seg};
-use super::model::{DataType, HostPort, Listener, Point, RegisterKind, WordOrder, Writable};
+use super::model::{DataType, HostPort, Listener, Point, WordOrder};
 use super::scalar::{show_duration, UnitId};
 use crate::topics;
 
@@ -184,83 +184,7 @@ fn single_point(cx: &mut Ctx, p: &Point) {
         });
     }
     shape(cx, p);
-    if let Writable::Yes { min, max } = p.writable {
-        if !p.kind.is_writable() {
-            let (article, instead) = match p.kind {
-                RegisterKind::Input => ("an", "holding"),
-                _ => ("a", "coil"),
-            };
-            cx.at_key("writable", |cx| {
-                cx.error(format!(
-                    "{article} {} point cannot be writable: the {} table is read-only \
-                     (use {instead})",
-                    p.kind, p.kind
-                ));
-            });
-        } else if let Some(what) = unwritable_shape(p) {
-            cx.at_key("writable", |cx| {
-                cx.error(what);
-            });
-        } else if p.data_type == DataType::Bool && (min.is_some() || max.is_some()) {
-            cx.at_key("writable", |cx| {
-                cx.error("a bool point cannot have a `min`/`max` range; use `writable: true`");
-            });
-        } else if p.write.step.is_some() && !p.data_type.is_numeric() {
-            cx.at_key("writable", |cx| {
-                cx.error(format!(
-                    "`step` applies to numbers; this point is of type `{}`",
-                    p.data_type
-                ));
-            });
-        } else if let Some(limit) = write_limit(p) {
-            cx.at_key("writable", |cx| cx.error(limit));
-        }
-    }
-    if !p.names.is_empty() && !p.data_type.is_numeric() {
-        cx.at_key("enum", |cx| {
-            cx.error(format!(
-                "`enum` names numbers; this point is of type `{}`",
-                p.data_type
-            ));
-        });
-    }
-    if let Writable::Yes { min, max } = p.writable {
-        let outside = p
-            .names
-            .iter()
-            .find(|(_, v)| min.is_some_and(|lo| *v < lo) || max.is_some_and(|hi| *v > hi));
-        if let Some((name, v)) = outside {
-            cx.at_key("enum", |cx| {
-                cx.error(format!(
-                    "{} = {v} is outside the writable range {}..{}: it could never be written",
-                    quote(name),
-                    min.map_or(String::new(), |m| m.to_string()),
-                    max.map_or(String::new(), |m| m.to_string())
-                ));
-            });
-        }
-    }
-}
-
-/// Registers one write may carry (FC16).
-const MAX_WRITE_REGISTERS: u32 = 123;
-/// Coils one write may carry (FC15).
-const MAX_WRITE_BITS: u32 = 1968;
-
-/// Why a writable point is too wide for one write request (`None` when it fits).
-fn write_limit(p: &Point) -> Option<String> {
-    let width = p.end() - u32::from(p.address);
-    let (limit, unit, fc) = if p.kind.is_bit() {
-        (MAX_WRITE_BITS, "coils", "FC15")
-    } else {
-        (MAX_WRITE_REGISTERS, "registers", "FC16")
-    };
-    (width > limit).then(|| {
-        format!(
-            "the point takes {width} {unit}, more than one write ({fc}) can carry ({limit}); \
-             split it into several points"
-        )
-    })
+    super::write::point_rules(cx, p);
 }
 
 /// The rules of `bit`, `length`, `count` and a string's `order`.
@@ -316,14 +240,6 @@ fn shape(cx: &mut Ctx, p: &Point) {
             ));
         });
     }
-}
-
-/// Why a point's shape cannot be written by a command (`None` when it can).
-fn unwritable_shape(p: &Point) -> Option<&'static str> {
-    // Strings, single bits (read-modify-write) and arrays of numbers or coils are written;
-    // a `bits` register (16 flags) is not: write its flags as `bit` points.
-    (p.data_type == DataType::Bits)
-        .then_some("a `bits` point cannot be writable; make each flag a `bit` point to write it")
 }
 
 /// The context is at a bus's `name`.

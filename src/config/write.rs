@@ -1,16 +1,20 @@
 //! The keys that govern commands: a point's `writable` (range, `step`, `rate_limit`,
 //! `confirm`) and `enum`, and the top-level `commands` section (`writes`, `audit`).
 //!
-//! Invariant: a decoded [`WriteRules`] has a positive finite `step`, non-zero periods, and a
+//! Invariants: a decoded [`WriteRules`] has a positive finite `step`, non-zero periods, and a
 //! `min` not above `max`; enum names are unique, non-empty and their values finite and
-//! distinct.
+//! distinct. [`point_rules`] (called by `validate.rs` for each point) refuses `writable` on
+//! read-only tables and `bits` points, a range on a bool, a `step` or `enum` on a non-number,
+//! a point too wide for one write, and enum values outside the writable range.
 
 use std::time::Duration;
 
 use serde_yaml::Value;
 
 use super::decode::{expected, map, quote, Ctx, Decode};
-use super::model::{CommandSettings, Writable, WriteRules, DEFAULT_CONFIRM_TIMEOUT};
+use super::model::{
+    CommandSettings, DataType, Point, RegisterKind, Writable, WriteRules, DEFAULT_CONFIRM_TIMEOUT,
+};
 use super::scalar::Finite;
 
 const WRITABLE: &[&str] = &["min", "max", "step", "rate_limit", "confirm"];
@@ -155,6 +159,96 @@ fn word(cx: &mut Ctx, node: &Value, words: &[(&str, bool)]) -> Option<bool> {
         cx.error(expected(&format!("one of {}", allowed.join(", ")), node));
     }
     found
+}
+
+/// The context is at one point: the rules of `writable` and `enum` against its table, type
+/// and shape.
+pub fn point_rules(cx: &mut Ctx, p: &Point) {
+    if let Writable::Yes { min, max } = p.writable {
+        if !p.kind.is_writable() {
+            let (article, instead) = match p.kind {
+                RegisterKind::Input => ("an", "holding"),
+                _ => ("a", "coil"),
+            };
+            cx.at_key("writable", |cx| {
+                cx.error(format!(
+                    "{article} {} point cannot be writable: the {} table is read-only \
+                     (use {instead})",
+                    p.kind, p.kind
+                ));
+            });
+        } else if let Some(what) = unwritable_shape(p) {
+            cx.at_key("writable", |cx| {
+                cx.error(what);
+            });
+        } else if p.data_type == DataType::Bool && (min.is_some() || max.is_some()) {
+            cx.at_key("writable", |cx| {
+                cx.error("a bool point cannot have a `min`/`max` range; use `writable: true`");
+            });
+        } else if p.write.step.is_some() && !p.data_type.is_numeric() {
+            cx.at_key("writable", |cx| {
+                cx.error(format!(
+                    "`step` applies to numbers; this point is of type `{}`",
+                    p.data_type
+                ));
+            });
+        } else if let Some(limit) = write_limit(p) {
+            cx.at_key("writable", |cx| cx.error(limit));
+        }
+    }
+    if !p.names.is_empty() && !p.data_type.is_numeric() {
+        cx.at_key("enum", |cx| {
+            cx.error(format!(
+                "`enum` names numbers; this point is of type `{}`",
+                p.data_type
+            ));
+        });
+    }
+    if let Writable::Yes { min, max } = p.writable {
+        let outside = p
+            .names
+            .iter()
+            .find(|(_, v)| min.is_some_and(|lo| *v < lo) || max.is_some_and(|hi| *v > hi));
+        if let Some((name, v)) = outside {
+            cx.at_key("enum", |cx| {
+                cx.error(format!(
+                    "{} = {v} is outside the writable range {}..{}: it could never be written",
+                    quote(name),
+                    min.map_or(String::new(), |m| m.to_string()),
+                    max.map_or(String::new(), |m| m.to_string())
+                ));
+            });
+        }
+    }
+}
+
+/// Registers one write may carry (FC16).
+const MAX_WRITE_REGISTERS: u32 = 123;
+/// Coils one write may carry (FC15).
+const MAX_WRITE_BITS: u32 = 1968;
+
+/// Why a writable point is too wide for one write request (`None` when it fits).
+fn write_limit(p: &Point) -> Option<String> {
+    let width = p.end() - u32::from(p.address);
+    let (limit, unit, fc) = if p.kind.is_bit() {
+        (MAX_WRITE_BITS, "coils", "FC15")
+    } else {
+        (MAX_WRITE_REGISTERS, "registers", "FC16")
+    };
+    (width > limit).then(|| {
+        format!(
+            "the point takes {width} {unit}, more than one write ({fc}) can carry ({limit}); \
+             split it into several points"
+        )
+    })
+}
+
+/// Why a point's shape cannot be written by a command (`None` when it can).
+fn unwritable_shape(p: &Point) -> Option<&'static str> {
+    // Strings, single bits (read-modify-write) and arrays of numbers or coils are written;
+    // a `bits` register (16 flags) is not: write its flags as `bit` points.
+    (p.data_type == DataType::Bits)
+        .then_some("a `bits` point cannot be writable; make each flag a `bit` point to write it")
 }
 
 #[cfg(test)]
