@@ -19,6 +19,7 @@ use tracing::{info, warn, Instrument};
 use crate::broker::{Broker, Message, NoTap, Tap};
 use crate::command::{self, Target};
 use crate::config::{Config, Device, Qos};
+use crate::health::Health;
 use crate::store::Queue;
 use crate::topics::Topics;
 use crate::uplink::{Forwarder, Local, UplinkTask};
@@ -31,8 +32,23 @@ const COMMAND_BACKLOG: usize = 1024;
 /// Runs the agent until `shutdown` resolves, then drains. Errors are start-up failures
 /// (listener in use, queue unreadable, TLS material missing); everything after start-up is
 /// retried and logged, never fatal.
-pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    run_with(config, Health::from_env(), shutdown).await
+}
+
+/// [`run`] with the health side given: systemd notifications (READY=1 once the listeners are
+/// bound, the queue is open and the devices started; STOPPING=1 when draining), the watchdog
+/// and the metrics endpoint.
+pub async fn run_with(
+    mut config: Config,
+    health: Health,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let topics = Topics::new(&config.site);
+    let metrics_listener = match &config.metrics {
+        Some(m) => Some(crate::health::http::bind(m.bind).await?),
+        None => None,
+    };
 
     let queue = match &config.uplink {
         // Opening checks the whole file's integrity: keep it off the async workers.
@@ -71,6 +87,8 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
     };
 
     let broker = Arc::new(Broker::start(&config.broker, tap).await?);
+    health.metrics.set_broker(broker.stats());
+    health.metrics.set_queue(queue.clone());
     let commands = broker.subscribe(&topics.command_filter(), COMMAND_BACKLOG);
     let agent_state = |state: &str| {
         Message::agent(
@@ -90,7 +108,9 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
         (Some(u), Some(q)) => {
             let local: Arc<dyn Local> = broker.clone();
             let task = UplinkTask::new(u, &topics, q.clone(), local)
-                .context("cannot set up the uplink")?;
+                .context("cannot set up the uplink")?
+                .with_beat(health.progress.register("uplink"));
+            health.metrics.set_uplink(Some(task.status()));
             let span = tracing::info_span!("uplink", url = %u.url);
             Some(tokio::spawn(
                 task.run(uplink_cancel.clone()).instrument(span),
@@ -114,6 +134,7 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
         broker.clone(),
         field_cancel.clone(),
         &field,
+        &health,
     );
     let targets: Vec<Target> = devices
         .iter()
@@ -141,8 +162,19 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
         uplink = config.uplink.as_ref().map_or_else(|| "off".to_owned(), |u| u.url.to_string()),
         "ferrule running"
     );
+    let health_cancel = CancellationToken::new();
+    let watchdog = health.spawn_watchdog(health_cancel.clone());
+    let metrics_server = metrics_listener.map(|l| {
+        tokio::spawn(crate::health::http::serve(
+            l,
+            health.metrics.clone(),
+            health_cancel.clone(),
+        ))
+    });
+    health.ready();
     shutdown.await;
     info!("shutting down");
+    health.stopping();
 
     field_cancel.cancel();
     if tokio::time::timeout(FIELD_DRAIN, field.wait())
@@ -166,6 +198,10 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
             .context("cannot close the uplink queue cleanly")?;
     }
     broker.shutdown().await;
+    health_cancel.cancel();
+    for task in [watchdog, metrics_server].into_iter().flatten() {
+        let _ = task.await;
+    }
     info!("stopped");
     Ok(())
 }

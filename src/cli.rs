@@ -320,6 +320,9 @@ fn check(arg: &ConfigArg) -> ExitCode {
             for warning in &broker.warnings {
                 eprintln!("warning: {warning}");
             }
+            for warning in crate::health::metrics::check(&config) {
+                eprintln!("warning: {warning}");
+            }
             if !broker.errors.is_empty() {
                 for error in &broker.errors {
                     eprintln!("{}: {error}", path.display());

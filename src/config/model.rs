@@ -42,6 +42,9 @@ pub const DEFAULT_DATA_BITS: u8 = 8;
 pub const DEFAULT_STOP_BITS: u8 = 1;
 /// Most TCP connections ferrule opens to one host (devices sharing a `host:port` share one).
 pub const DEFAULT_MAX_CONNECTIONS_PER_HOST: u16 = 4;
+/// Where the metrics endpoint listens when the `metrics` section is present without `bind`:
+/// loopback only.
+pub const DEFAULT_METRICS_BIND: &str = "127.0.0.1:9108";
 /// Keepalive of the upstream MQTT connection.
 pub const DEFAULT_UPLINK_KEEPALIVE: Duration = Duration::from_secs(30);
 /// Queue file used when `uplink.queue.path` is not set (relative to the state directory).
@@ -75,6 +78,15 @@ pub struct Config {
     pub modbus: ModbusSettings,
     /// Store-and-forward link to a cloud broker; `None` when the section is absent (uplink off).
     pub uplink: Option<Uplink>,
+    /// The HTTP endpoint for `/metrics` and `/health`; `None` (off) when the section is absent.
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// The `metrics` section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Address of the HTTP listener (defaults to [`DEFAULT_METRICS_BIND`]).
+    pub bind: std::net::SocketAddr,
 }
 
 /// The `broker` section.

@@ -40,6 +40,7 @@ pub use handle::{DeviceHandle, WriteError};
 
 use crate::broker::Broker;
 use crate::config::{Device, ModbusSettings, Transport};
+use crate::health::Health;
 use crate::topics::Topics;
 use poller::{Endpoint, Line};
 use slave::Slave;
@@ -50,7 +51,8 @@ const REQUEST_QUEUE: usize = 64;
 
 /// Starts one task per line (distinct `tcp` host:port, or bus) on the current runtime, serving
 /// `devices` (the config's, in order); they run until `cancel`. Returns one handle per device,
-/// in the same order.
+/// in the same order. Each device counts into `health`'s metrics; each line beats its
+/// progress there.
 pub fn spawn(
     devices: &[Arc<Device>],
     modbus: &ModbusSettings,
@@ -58,6 +60,7 @@ pub fn spawn(
     broker: Arc<Broker>,
     cancel: CancellationToken,
     tracker: &TaskTracker,
+    health: &Health,
 ) -> Vec<DeviceHandle> {
     // Lines in order of their first device; each lists its devices' indices.
     let mut lines: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
@@ -78,7 +81,8 @@ pub fn spawn(
             .iter()
             .enumerate()
             .map(|(k, &i)| {
-                let slave = Slave::new(devices[i].clone(), topics, shared, &label);
+                let mut slave = Slave::new(devices[i].clone(), topics, shared, &label);
+                slave.metrics = health.metrics.device(&devices[i].name);
                 handles[i] = Some(DeviceHandle {
                     tx: tx.clone(),
                     slave: k,
@@ -95,7 +99,16 @@ pub fn spawn(
             Transport::Rtu(bus) => Endpoint::Rtu(bus.clone()),
         };
         let span = tracing::info_span!("line", name = %label);
-        let line = Line::new(label, endpoint, slaves, rx, broker.clone(), cancel.clone());
+        let beat = health.progress.register(format!("line {label}"));
+        let line = Line::new(
+            label,
+            endpoint,
+            slaves,
+            rx,
+            broker.clone(),
+            cancel.clone(),
+            beat,
+        );
         tracker.spawn(line.run().instrument(span));
     }
     handles.into_iter().flatten().collect()
