@@ -10,9 +10,11 @@
 //! - `uplink`   the `uplink` section: keys, defaults, its scalars and its cross-field rules
 //! - `locate`   line and column of a node, from its path
 //! - `error`    [`ConfigError`] and [`Diagnostic`]
+//! - `diff`     what a reload changes: lines kept, added, removed, changed; sections changed
 
 mod address;
 mod decode;
+pub mod diff;
 mod error;
 mod load;
 mod locate;

@@ -114,10 +114,8 @@ pub fn spawn(
     handles.into_iter().flatten().collect()
 }
 
-/// The line a transport belongs to: `tcp HOST:PORT` or `bus NAME`.
+/// The line a transport belongs to: `tcp HOST:PORT` or `bus NAME` (the reload diff groups
+/// devices the same way).
 fn line_key(transport: &Transport) -> String {
-    match transport {
-        Transport::Tcp(addr) => format!("tcp {addr}"),
-        Transport::Rtu(bus) => format!("bus {}", bus.name),
-    }
+    crate::config::diff::line_key(transport)
 }
