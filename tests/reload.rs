@@ -215,3 +215,132 @@ fn rename_over_in_place_and_sighup_all_reload() {
         c.accepted == 4 && c.open == 1
     });
 }
+
+/// GETs `/metrics` of the agent and returns the value of sample `name`.
+fn metric(agent: &Ferrule, name: &str) -> Option<f64> {
+    let line = agent.wait_for_line(
+        |l: &str| l.contains("metrics endpoint listening") && l.contains("addr="),
+        WAIT,
+    );
+    let addr = common::ferrule::parse_addr(&line);
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", &format!("http://{addr}/metrics")])
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+fn uplink(url: &str, client_id: &str) -> String {
+    format!(
+        "metrics: {{bind: \"127.0.0.1:0\"}}\nuplink:\n  url: \"{url}\"\n  client_id: {client_id}\n  forward: [{{local: \"rl/#\", qos: 1}}]\n  queue: {{path: queue.db, durability: normal}}\n  reconnect: {{initial: 100ms, max: 500ms}}\n"
+    )
+}
+
+#[test]
+fn the_uplink_restarts_alone_and_keeps_its_backlog_and_the_broker_alone_too() {
+    let mut down = common::Mosquitto::start();
+    down.stop();
+    let cloud = common::Mosquitto::start();
+    let s = start(&uplink(&down.url(), "gw1"));
+    let port = s.agent.listener_addr().port();
+    let sub = mqtt::sub(port, "rl/#");
+    // The upstream is down: a changed value is queued (the tap enqueues before delivery).
+    s.a.set(1, Table::Holding, 1, &[77]);
+    sub.wait_for(WAIT, |m| m.topic == "rl/a/x" && m.json()["value"] == 77);
+    assert!(metric(&s.agent, "ferrule_queue_depth").is_some_and(|d| d >= 1.0));
+
+    // Only the uplink section changes: the backlog goes to the new upstream; the device lines
+    // and the broker are untouched.
+    let upstream = mqtt::sub(cloud.port(), "rl/#");
+    let from = s.agent.line_count();
+    save_in_place(
+        &s.path,
+        &yaml(&s.a, &s.b, B_ONE, &uplink(&cloud.url(), "gw2")),
+    );
+    wait_reloaded(&s.agent, from);
+    let x = upstream.wait_for(WAIT, |m| m.topic == "rl/a/x" && m.json()["value"] == 77);
+    assert_eq!(x.json()["quality"], "good");
+    assert_eq!(s.a.connections().accepted, 1);
+    assert_eq!(s.b.connections().accepted, 1);
+    std::net::TcpStream::connect(("127.0.0.1", port)).expect("the broker still listens");
+    common::wait::poll_until("the uplink connected", WAIT, || {
+        (metric(&s.agent, "ferrule_uplink_connected")? == 1.0).then_some(())
+    });
+    let connects = metric(&s.agent, "ferrule_uplink_connects_total");
+
+    // Only the broker section changes: a new listener; the uplink stays connected as it was.
+    let from = s.agent.line_count();
+    let with_broker = yaml(&s.a, &s.b, B_ONE, &uplink(&cloud.url(), "gw2")).replace(
+        "  listeners: [{bind: \"127.0.0.1:0\"}]",
+        "  listeners: [{bind: \"127.0.0.1:0\"}]\n  max_queued_messages: 500",
+    );
+    save_in_place(&s.path, &with_broker);
+    wait_reloaded(&s.agent, from);
+    let (_, line) = s.agent.wait_for_line_after(
+        from,
+        |l: &str| l.contains("broker listening") && l.contains("addr="),
+        WAIT,
+    );
+    let new_port = common::ferrule::parse_addr(&line).port();
+    let again = mqtt::sub(new_port, "rl/#");
+    s.a.set(1, Table::Holding, 1, &[78]);
+    again.wait_for(WAIT, |m| m.topic == "rl/a/x" && m.json()["value"] == 78);
+    upstream.wait_for(WAIT, |m| m.topic == "rl/a/x" && m.json()["value"] == 78);
+    assert_eq!(metric(&s.agent, "ferrule_uplink_connects_total"), connects);
+    assert_eq!(metric(&s.agent, "ferrule_reloads_total"), Some(2.0));
+}
+
+#[test]
+fn a_broker_section_change_rebinds_the_same_port() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = ModbusDevice::start(&[1]);
+    let b = ModbusDevice::start(&[1]);
+    let port = common::free_port();
+    let text = yaml(&a, &b, B_ONE, "").replace(
+        "  listeners: [{bind: \"127.0.0.1:0\"}]",
+        &format!("  listeners: [{{bind: \"127.0.0.1:{port}\"}}]"),
+    );
+    let path = Ferrule::write_config(dir.path(), &text);
+    let agent = Ferrule::run(&path);
+    agent.wait_for_line(|l: &str| l.contains("watching the config file"), WAIT);
+    let sub = mqtt::sub(port, "rl/#");
+    sub.wait_for(WAIT, |m| m.topic == "rl/a/x");
+
+    let from = agent.line_count();
+    save_in_place(
+        &path,
+        &text.replace(
+            &format!("  listeners: [{{bind: \"127.0.0.1:{port}\"}}]"),
+            &format!("  listeners: [{{bind: \"127.0.0.1:{port}\"}}]\n  max_queued_messages: 500"),
+        ),
+    );
+    let at = wait_reloaded(&agent, from);
+    assert!(
+        !agent.lines()[from..=at]
+            .iter()
+            .any(|l| l.contains("keeping the old one")),
+        "{}",
+        agent.tail()
+    );
+    let again = mqtt::sub(port, "rl/#");
+    a.set(1, Table::Holding, 1, &[5]);
+    again.wait_for(WAIT, |m| m.topic == "rl/a/x" && m.json()["value"] == 5);
+    // A listener that cannot be bound (the port is taken) leaves the old section in force.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken_port = taken.local_addr().expect("addr").port();
+    let from = agent.line_count();
+    save_in_place(
+        &path,
+        &text.replace(
+            &format!("  listeners: [{{bind: \"127.0.0.1:{port}\"}}]"),
+            &format!("  listeners: [{{bind: \"127.0.0.1:{taken_port}\"}}]"),
+        ),
+    );
+    wait_reloaded(&agent, from);
+    agent.wait_for_line_after(from, |l: &str| l.contains("keeping the old one"), WAIT);
+    let last = mqtt::sub(port, "rl/#");
+    a.set(1, Table::Holding, 1, &[6]);
+    last.wait_for(WAIT, |m| m.topic == "rl/a/x" && m.json()["value"] == 6);
+}
