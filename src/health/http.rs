@@ -221,6 +221,54 @@ async fn respond(
 mod tests {
     use super::*;
 
+    async fn get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
+        let mut stream = TcpStream::connect(addr).await?;
+        stream
+            .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await?;
+        let mut out = String::new();
+        stream.read_to_string(&mut out).await?;
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn health_is_503_until_ready_and_after() -> Result<(), Box<dyn std::error::Error>> {
+        let listener = bind("127.0.0.1:0".parse()?).await?;
+        let addr = listener.local_addr()?;
+        let metrics = Metrics::default();
+        let cancel = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, metrics.clone(), cancel.clone()));
+        assert!(get(addr, "/health").await?.starts_with("HTTP/1.1 503 "));
+        metrics.set_ready(true);
+        let ok = get(addr, "/health").await?;
+        assert!(
+            ok.starts_with("HTTP/1.1 200 ") && ok.ends_with("\r\n\r\nready\n"),
+            "{ok}"
+        );
+        metrics.set_ready(false);
+        assert!(get(addr, "/health").await?.starts_with("HTTP/1.1 503 "));
+        let m = get(addr, "/metrics").await?;
+        assert!(
+            m.contains("Content-Type: text/plain; version=0.0.4")
+                && m.contains("\nferrule_ready 0\n"),
+            "{m}"
+        );
+        // A head that never ends is refused, not buffered without bound.
+        let mut stream = TcpStream::connect(addr).await?;
+        stream.write_all(&[b'a'; MAX_HEAD + 2048]).await?;
+        let mut out = String::new();
+        // The answer is 400 and the connection closes (a reset is possible: the server does
+        // not read what it refused); it never waits for the end of the head.
+        let read = tokio::time::timeout(READ_TIMEOUT / 2, stream.read_to_string(&mut out)).await?;
+        match read {
+            Ok(_) => assert!(out.starts_with("HTTP/1.1 400 "), "{out}"),
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+        }
+        cancel.cancel();
+        server.await?;
+        Ok(())
+    }
+
     #[test]
     fn requests_are_routed_by_method_and_path() {
         assert_eq!(
