@@ -22,6 +22,7 @@ mod watch;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::task::Poll;
 
 use anyhow::Context as _;
 use tokio::task::JoinHandle;
@@ -30,6 +31,7 @@ use tracing::{info, warn, Instrument};
 
 use crate::broker::{Broker, Message, NoTap, Tap};
 use crate::config::{diff, Config, Device, Qos, Uplink};
+use crate::field::HostSlots;
 use crate::health::Health;
 use crate::store::Queue;
 use crate::topics::Topics;
@@ -63,20 +65,25 @@ pub async fn run_with(
     health: Health,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    tokio::pin!(shutdown);
+    // Poll the shutdown signal once before starting: its handlers are installed now, so a
+    // SIGTERM during start-up (or right after `ferrule running`) drains instead of killing.
+    let early = std::future::poll_fn(|cx| Poll::Ready(shutdown.as_mut().poll(cx).is_ready())).await;
     let mut agent = Agent::start(config, health.clone()).await?;
     let mut triggers = path.as_deref().map(watch::Triggers::start);
     health.ready();
-    tokio::pin!(shutdown);
-    loop {
-        let trigger = tokio::select! {
-            () = &mut shutdown => break,
-            t = next_trigger(&mut triggers) => t,
-        };
-        if let Some(path) = &path {
-            if let Err(e) = reload::reload(&mut agent, path, trigger).await {
-                health.stopping();
-                let _ = agent.stop().await;
-                return Err(e);
+    if !early {
+        loop {
+            let trigger = tokio::select! {
+                () = &mut shutdown => break,
+                t = next_trigger(&mut triggers) => t,
+            };
+            if let Some(path) = &path {
+                if let Err(e) = reload::reload(&mut agent, path, trigger).await {
+                    health.stopping();
+                    let _ = agent.stop().await;
+                    return Err(e);
+                }
             }
         }
     }
@@ -118,6 +125,9 @@ pub(crate) struct Agent {
     local: Arc<LocalSwitch>,
     broker: Arc<Broker>,
     uplink: Option<Task>,
+    /// Connection slots shared by every line; replaced (with every line) when `modbus`
+    /// changes.
+    slots: Arc<HostSlots>,
     lines: Lines,
     router: Option<Router>,
     metrics_server: Option<Task>,
@@ -153,6 +163,9 @@ impl Agent {
             .into_iter()
             .map(Arc::new)
             .collect();
+        let slots = Arc::new(HostSlots::new(usize::from(
+            config.modbus.max_connections_per_host,
+        )));
         let mut agent = Agent {
             config,
             devices,
@@ -163,6 +176,7 @@ impl Agent {
             local,
             broker,
             uplink: None,
+            slots,
             lines: Lines::default(),
             router: None,
             metrics_server: None,
@@ -222,7 +236,7 @@ impl Agent {
 
     fn start_lines(&mut self, lines: impl Iterator<Item = (String, Vec<Arc<Device>>)>) {
         let ctx = FieldCtx {
-            modbus: &self.config.modbus,
+            slots: &self.slots,
             topics: &self.topics,
             broker: &self.broker,
             health: &self.health,

@@ -240,10 +240,10 @@ fn uplink(url: &str, client_id: &str) -> String {
 
 #[test]
 fn the_uplink_restarts_alone_and_keeps_its_backlog_and_the_broker_alone_too() {
-    let mut down = common::Mosquitto::start();
-    down.stop();
+    // An upstream nobody listens on: the backlog grows.
+    let down = format!("mqtt://127.0.0.1:{}", common::free_port());
     let cloud = common::Mosquitto::start();
-    let s = start(&uplink(&down.url(), "gw1"));
+    let s = start(&uplink(&down, "gw1"));
     let port = s.agent.listener_addr().port();
     let sub = mqtt::sub(port, "rl/#");
     // The upstream is down: a changed value is queued (the tap enqueues before delivery).

@@ -179,6 +179,14 @@ fn systemd_gets_ready_status_watchdog_and_stopping() {
             m == "WATCHDOG=1"
         });
     }
+    // A reload (SIGHUP; nothing changed) is announced, and READY=1 follows.
+    agent.sighup();
+    recv_until(&socket, "RELOADING=1", |m| {
+        m.lines().any(|l| l == "RELOADING=1")
+    });
+    recv_until(&socket, "READY=1 after the reload", |m| {
+        m.lines().any(|l| l == "READY=1")
+    });
     agent.sigterm();
     recv_until(&socket, "STOPPING=1", |m| {
         m.lines().any(|l| l == "STOPPING=1")

@@ -13,8 +13,8 @@ use tracing::warn;
 
 use crate::broker::Broker;
 use crate::command::Target;
-use crate::config::{Device, ModbusSettings};
-use crate::field::{self, DeviceHandle};
+use crate::config::Device;
+use crate::field::{self, DeviceHandle, HostSlots};
 use crate::health::Health;
 use crate::topics::Topics;
 
@@ -23,7 +23,8 @@ pub const FIELD_DRAIN: Duration = Duration::from_secs(5);
 
 /// What line tasks are started with.
 pub struct FieldCtx<'a> {
-    pub modbus: &'a ModbusSettings,
+    /// The connection slots of every line (`modbus.max_connections_per_host`).
+    pub slots: &'a Arc<HostSlots>,
     pub topics: &'a Topics,
     pub broker: &'a Arc<Broker>,
     pub health: &'a Health,
@@ -46,9 +47,9 @@ impl Lines {
     pub fn start(&mut self, key: String, devices: Vec<Arc<Device>>, ctx: &FieldCtx<'_>) {
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let handles = field::spawn(
+        let handles = field::spawn_sharing(
             &devices,
-            ctx.modbus,
+            ctx.slots,
             ctx.topics,
             ctx.broker.clone(),
             cancel.clone(),

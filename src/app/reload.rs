@@ -115,6 +115,9 @@ async fn apply(agent: &mut Agent, mut new: Config) -> anyhow::Result<Outcome> {
     let router_restart = d.site || d.broker;
     if all_lines {
         agent.lines.stop_all().await;
+        agent.slots = Arc::new(crate::field::HostSlots::new(usize::from(
+            new.modbus.max_connections_per_host,
+        )));
     } else {
         agent.lines.stop(d.removed.iter().chain(&d.changed)).await;
     }

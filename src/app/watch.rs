@@ -44,6 +44,14 @@ impl Triggers {
     /// logged (SIGHUP still works).
     pub fn start(path: &Path) -> Self {
         let (tx, rx) = mpsc::channel(4);
+        // Registered here, before READY=1: a SIGHUP that comes at once must not find the
+        // default action (terminate) in place.
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(hup) => {
+                tokio::spawn(on_sighup(hup, tx.clone()));
+            }
+            Err(e) => warn!(error = %e, "cannot listen for SIGHUP"),
+        }
         let watcher = match watch_file(path, tx.clone()) {
             Ok(w) => Some(w),
             Err(e) => {
@@ -51,7 +59,6 @@ impl Triggers {
                 None
             }
         };
-        tokio::spawn(on_sighup(tx));
         Self {
             rx,
             _watcher: watcher,
@@ -120,15 +127,7 @@ async fn debounce(mut raw: mpsc::UnboundedReceiver<()>, triggers: mpsc::Sender<T
     }
 }
 
-async fn on_sighup(triggers: mpsc::Sender<Trigger>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            warn!(error = %e, "cannot listen for SIGHUP");
-            return;
-        }
-    };
+async fn on_sighup(mut hup: tokio::signal::unix::Signal, triggers: mpsc::Sender<Trigger>) {
     while hup.recv().await.is_some() {
         if triggers.send(Trigger::Signal).await.is_err() {
             return;

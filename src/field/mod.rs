@@ -37,6 +37,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 pub use handle::{DeviceHandle, WriteError};
+pub use slots::HostSlots;
 
 use crate::broker::Broker;
 use crate::config::{Device, ModbusSettings, Transport};
@@ -44,7 +45,6 @@ use crate::health::Health;
 use crate::topics::Topics;
 use poller::{Endpoint, Line};
 use slave::Slave;
-use slots::HostSlots;
 
 /// Requests (commands) waiting for one line.
 const REQUEST_QUEUE: usize = 64;
@@ -62,6 +62,21 @@ pub fn spawn(
     tracker: &TaskTracker,
     health: &Health,
 ) -> Vec<DeviceHandle> {
+    let slots = Arc::new(HostSlots::new(usize::from(modbus.max_connections_per_host)));
+    spawn_sharing(devices, &slots, topics, broker, cancel, tracker, health)
+}
+
+/// [`spawn`] with the connection slots given, so that lines started at different times (by
+/// a reload) share one cap per host address.
+pub fn spawn_sharing(
+    devices: &[Arc<Device>],
+    slots: &Arc<HostSlots>,
+    topics: &Topics,
+    broker: Arc<Broker>,
+    cancel: CancellationToken,
+    tracker: &TaskTracker,
+    health: &Health,
+) -> Vec<DeviceHandle> {
     // Lines in order of their first device; each lists its devices' indices.
     let mut lines: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     let mut first_of: HashMap<String, usize> = HashMap::new();
@@ -70,7 +85,6 @@ pub fn spawn(
         let first = *first_of.entry(key).or_insert(i);
         lines.entry(first).or_default().push(i);
     }
-    let slots = Arc::new(HostSlots::new(usize::from(modbus.max_connections_per_host)));
     let mut handles: Vec<Option<DeviceHandle>> = vec![None; devices.len()];
     for members in lines.values() {
         let transport = &devices[members[0]].transport;

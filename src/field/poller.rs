@@ -312,6 +312,7 @@ impl Line {
                 .read(unit, read.kind, read.address, read.count, timeout)
                 .await;
             count(&metrics, &answer, started.elapsed());
+            self.beat.beat();
             let slave = &mut self.slaves[s];
             match answer {
                 Ok(Ok(data)) => {
