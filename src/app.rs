@@ -72,6 +72,11 @@ pub async fn run_with(
     let mut agent = Agent::start(config, health.clone()).await?;
     let mut triggers = path.as_deref().map(watch::Triggers::start);
     health.ready();
+    // Status and watchdog pings only after READY=1 (systemd ignores pings before it).
+    let cancel = CancellationToken::new();
+    agent.watchdog = health
+        .spawn_watchdog(cancel.clone())
+        .map(|handle| Task { handle, cancel });
     if !early {
         loop {
             let trigger = tokio::select! {
@@ -190,11 +195,6 @@ impl Agent {
             &agent.topics,
             agent.lines.targets(&agent.devices),
         ));
-        let cancel = CancellationToken::new();
-        agent.watchdog = agent
-            .health
-            .spawn_watchdog(cancel.clone())
-            .map(|handle| Task { handle, cancel });
         agent.metrics_server = metrics_listener.map(|l| agent.serve_metrics(l));
         info!(
             site = %agent.config.site,
