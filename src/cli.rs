@@ -324,7 +324,7 @@ fn check(arg: &ConfigArg) -> ExitCode {
             for warning in &broker.warnings {
                 eprintln!("warning: {warning}");
             }
-            for warning in crate::health::metrics::check(&config) {
+            for warning in crate::health::check(&config) {
                 eprintln!("warning: {warning}");
             }
             if !broker.errors.is_empty() {

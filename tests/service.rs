@@ -338,16 +338,47 @@ fn metrics_are_scraped_and_move() {
 }
 
 #[test]
-fn check_warns_about_metrics_on_the_network() {
+fn check_warns_about_metrics_on_the_network_and_privileged_ports() {
     let dir = tempfile::tempdir().expect("tempdir");
     let device = ModbusDevice::start(&[1]);
-    let path = config(dir.path(), &device, "metrics: {bind: \"0.0.0.0:9108\"}\n");
+    let path = config(dir.path(), &device, "metrics: {bind: \"0.0.0.0:80\"}\n");
     let out = Ferrule::output(&["check", path.to_str().expect("utf-8")], WAIT);
     assert!(out.status.success(), "{}", out.tail());
     assert!(
         out.lines
             .iter()
             .any(|l| l.contains("warning: metrics.bind") && l.contains("not a loopback address")),
+        "{}",
+        out.tail()
+    );
+    assert!(
+        out.lines
+            .iter()
+            .any(|l| l.contains("warning: metrics.bind `0.0.0.0:80`")
+                && l.contains("CAP_NET_BIND_SERVICE")),
+        "{}",
+        out.tail()
+    );
+    // The broker's listeners too; the usual ports get no such warning.
+    let path = config(dir.path(), &device, "");
+    let text = std::fs::read_to_string(&path)
+        .expect("read")
+        .replace("127.0.0.1:0", "127.0.0.1:883");
+    std::fs::write(&path, text).expect("write");
+    let out = Ferrule::output(&["check", path.to_str().expect("utf-8")], WAIT);
+    assert!(out.status.success(), "{}", out.tail());
+    assert!(
+        out.lines.iter().any(
+            |l| l.contains("warning: broker.listeners[0] `127.0.0.1:883`")
+                && l.contains("CAP_NET_BIND_SERVICE")
+        ),
+        "{}",
+        out.tail()
+    );
+    let path = config(dir.path(), &device, "");
+    let out = Ferrule::output(&["check", path.to_str().expect("utf-8")], WAIT);
+    assert!(
+        !out.lines.iter().any(|l| l.contains("warning")),
         "{}",
         out.tail()
     );

@@ -25,6 +25,29 @@ pub use beat::{Beat, Progress};
 pub use metrics::{DeviceMetrics, ErrorKind, Metrics};
 pub use notify::Notifier;
 
+/// What `ferrule check` warns about for running as a service: a metrics endpoint reachable
+/// from the network, and ports below 1024, which the shipped unit (no capabilities) cannot
+/// bind.
+pub fn check(config: &crate::config::Config) -> Vec<String> {
+    let mut warnings = metrics::check(config);
+    let ports = config
+        .broker
+        .listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (format!("broker.listeners[{i}]"), l.bind))
+        .chain(config.metrics.map(|m| ("metrics.bind".to_owned(), m.bind)));
+    for (what, addr) in ports {
+        if addr.port() != 0 && addr.port() < 1024 {
+            warnings.push(format!(
+                "{what} `{addr}` is a port below 1024: binding it needs CAP_NET_BIND_SERVICE, \
+                 which systemd/ferrule.service does not grant (see the comment there)"
+            ));
+        }
+    }
+    warnings
+}
+
 /// The health side of one agent process.
 #[derive(Debug, Clone)]
 pub struct Health {
