@@ -344,3 +344,45 @@ fn a_broker_section_change_rebinds_the_same_port() {
     a.set(1, Table::Holding, 1, &[6]);
     last.wait_for(WAIT, |m| m.topic == "rl/a/x" && m.json()["value"] == 6);
 }
+
+/// A serial bus is one line: a change to one of its devices restarts the bus task, which
+/// opens the same port again; a TCP device beside it is untouched.
+#[test]
+fn a_change_on_a_serial_bus_reopens_the_port_and_leaves_tcp_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rtu = ModbusDevice::start_rtu(&[1, 2], 19200);
+    let tcp = ModbusDevice::start(&[1]);
+    rtu.set(1, Table::Holding, 0, &[10]);
+    rtu.set(2, Table::Holding, 0, &[20]);
+    rtu.set(2, Table::Holding, 1, &[21]);
+    let text = |unit2_points: &str| {
+        format!(
+            "site: rl\nbroker:\n  listeners: [{{bind: \"127.0.0.1:0\"}}]\nbuses:\n  - {{name: bus1, port: \"{port}\", baud: 19200, parity: none}}\ndevices:\n  - {{name: t, tcp: \"127.0.0.1:{tcp}\", poll: 100ms, points: [{{name: x, kind: holding, address: 1}}]}}\n  - {{name: u1, bus: bus1, unit: 1, poll: 100ms, points: [{{name: a, kind: holding, address: 0}}]}}\n  - {{name: u2, bus: bus1, unit: 2, poll: 100ms, points: [{unit2_points}]}}\n",
+            port = rtu.serial_path().display(),
+            tcp = tcp.port(),
+        )
+    };
+    let path = Ferrule::write_config(dir.path(), &text("{name: a, kind: holding, address: 0}"));
+    let agent = Ferrule::run(&path);
+    agent.wait_for_line(|l: &str| l.contains("watching the config file"), WAIT);
+    let sub = mqtt::sub(agent.listener_addr().port(), "rl/#");
+    sub.wait_for(WAIT, |m| m.topic == "rl/u2/a" && m.json()["value"] == 20);
+    sub.wait_for(WAIT, |m| m.topic == "rl/t/x");
+    tcp.wait_connections("t connected", WAIT, |c| c.open == 1);
+
+    let from = agent.line_count();
+    save_by_rename(
+        &path,
+        &text("{name: a, kind: holding, address: 0}, {name: b, kind: holding, address: 1}"),
+    );
+    wait_reloaded(&agent, from);
+    // The bus came back (the port reopened): the new point and both units are published.
+    sub.wait_for(WAIT, |m| m.topic == "rl/u2/b" && m.json()["value"] == 21);
+    rtu.set(1, Table::Holding, 0, &[11]);
+    sub.wait_for(WAIT, |m| m.topic == "rl/u1/a" && m.json()["value"] == 11);
+    assert_eq!(
+        tcp.connections().accepted,
+        1,
+        "the TCP device was reconnected"
+    );
+}

@@ -132,6 +132,13 @@ async fn apply(agent: &mut Agent, mut new: Config) -> anyhow::Result<Outcome> {
             notes.push(note);
         }
     }
+    if d.site {
+        // Otherwise the old site's retained agent state would say `online` for good.
+        let _ = agent
+            .broker
+            .publish(agent_state(&agent.topics, "offline"))
+            .await;
+    }
     if d.uplink || d.site {
         if let Some(u) = agent.uplink.take() {
             u.stop().await;
