@@ -386,3 +386,29 @@ fn a_change_on_a_serial_bus_reopens_the_port_and_leaves_tcp_alone() {
         "the TCP device was reconnected"
     );
 }
+
+#[test]
+fn a_site_change_moves_every_topic_and_retires_the_old_agent_state() {
+    let s = start("");
+    let port = s.agent.listener_addr().port();
+    let old = mqtt::sub(port, "rl/#");
+    old.wait_for(WAIT, |m| m.topic == "rl/a/x");
+    let new = mqtt::sub(port, "r2/#");
+
+    let from = s.agent.line_count();
+    save_in_place(
+        &s.path,
+        &yaml(&s.a, &s.b, B_ONE, "").replace("site: rl", "site: r2"),
+    );
+    wait_reloaded(&s.agent, from);
+    new.wait_for(WAIT, |m| m.topic == "r2/a/x" && m.json()["value"] == 11);
+    new.wait_for(WAIT, |m| m.topic == "r2/b/y" && m.json()["value"] == 22);
+    new.wait_for(WAIT, |m| {
+        m.topic == "r2/$agent/state" && m.payload == b"online"
+    });
+    let ok = new.wait_for(WAIT, |m| m.topic == "r2/$agent/config");
+    assert_eq!(ok.json()["ok"], true);
+    old.wait_for(WAIT, |m| {
+        m.topic == "rl/$agent/state" && m.payload == b"offline"
+    });
+}
