@@ -37,14 +37,13 @@ pub(super) async fn reload(agent: &mut Agent, path: &Path, trigger: Trigger) -> 
         }
         Ok(new) => apply(agent, new).await?,
     };
-    let (ok, body) = match &outcome {
+    let (ok, mut body) = match &outcome {
         Outcome::Applied(changes) => (true, json!({"ok": true, "changes": changes})),
         Outcome::Refused(errors) => (false, json!({"ok": false, "errors": errors})),
     };
     if ok {
         agent.health.metrics.reload_succeeded();
     }
-    let mut body = body;
     body["file"] = json!(path.display().to_string());
     body["ts"] = json!(crate::payload::timestamp(std::time::SystemTime::now()));
     let msg = Message::agent(
