@@ -1,64 +1,317 @@
-//! Wiring: builds every component from a [`Config`], runs them under cancellation tokens, and
-//! drains them in a fixed order on shutdown.
+//! Wiring: builds every component from a [`Config`], runs them under cancellation tokens,
+//! reloads the config as a diff, and drains them in a fixed order on shutdown.
 //!
-//! Start order: queue → broker (listeners bound: a taken port fails here, before anything else
-//! runs) → uplink → device tasks → command router.
-//! Drain order (each stage bounded by a deadline): device tasks (they publish `offline`) →
+//! Start order: metrics listener and queue → broker (listeners bound: a taken port fails
+//! here, before anything else runs) → uplink → device lines → command router → READY=1.
+//! Drain order (each stage bounded by a deadline): device lines (they publish `offline`) →
 //! command router → agent `offline` → uplink (tries to flush the backlog for a few seconds;
 //! what is left stays queued) → queue (flushed and closed) → broker.
+//!
+//! Reload (file change or SIGHUP, see `app/reload.rs`): the new config is loaded and checked
+//! first; an invalid one changes nothing. A valid one is applied as a diff
+//! (`config::diff`): only the lines whose devices changed restart; the broker, the uplink
+//! and the metrics endpoint restart only when their own section changed; the queue stays
+//! open throughout.
+
+mod lines;
+mod reload;
+mod router;
+mod switch;
+mod watch;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::Poll;
 
 use anyhow::Context as _;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{info, warn, Instrument};
 
 use crate::broker::{Broker, Message, NoTap, Tap};
-use crate::command::{self, Target};
-use crate::config::{Config, Device, Qos};
+use crate::config::{diff, Config, Device, Qos, Uplink};
+use crate::field::HostSlots;
+use crate::health::Health;
 use crate::store::Queue;
 use crate::topics::Topics;
 use crate::uplink::{Forwarder, Local, UplinkTask};
-
-/// How long device tasks get to stop and publish their final state.
-const FIELD_DRAIN: Duration = Duration::from_secs(5);
-/// Commands waiting in the in-process subscription.
-const COMMAND_BACKLOG: usize = 1024;
+use lines::{FieldCtx, Lines};
+use router::Router;
+use switch::{LocalSwitch, TapSwitch};
 
 /// Runs the agent until `shutdown` resolves, then drains. Errors are start-up failures
 /// (listener in use, queue unreadable, TLS material missing); everything after start-up is
 /// retried and logged, never fatal.
-pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let topics = Topics::new(&config.site);
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    run_with(config, None, Health::from_env(), shutdown).await
+}
 
-    let queue = match &config.uplink {
-        // Opening checks the whole file's integrity: keep it off the async workers.
-        Some(u) => {
-            let queue_config = u.queue.clone();
-            let opened = tokio::task::spawn_blocking(move || Queue::open_config(&queue_config))
-                .await
-                .context("the queue opening task failed")?;
-            let queue = opened.with_context(|| {
-                format!("cannot open the uplink queue {}", u.queue.path.display())
-            })?;
-            if let Ok(stats) = queue.stats().await {
-                info!(
-                    path = %u.queue.path.display(),
-                    backlog = stats.depth,
-                    bytes = stats.bytes,
-                    max_bytes = u.queue.max_bytes,
-                    on_full = u.queue.on_full.as_str(),
-                    "uplink queue opened"
-                );
+/// [`run`] for the config file at `path`, reloaded when it changes or on SIGHUP.
+pub async fn run_file(
+    config: Config,
+    path: PathBuf,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    run_with(config, Some(path), Health::from_env(), shutdown).await
+}
+
+/// [`run`] with the health side given (systemd notifications: READY=1 once the listeners
+/// are bound, the queue is open and the devices started; STOPPING=1 when draining; the
+/// watchdog; the metrics) and, with `path`, reloads of that file.
+pub async fn run_with(
+    config: Config,
+    path: Option<PathBuf>,
+    health: Health,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    tokio::pin!(shutdown);
+    // Poll the shutdown signal once before starting: its handlers are installed now, so a
+    // SIGTERM during start-up (or right after `ferrule running`) drains instead of killing.
+    let early = std::future::poll_fn(|cx| Poll::Ready(shutdown.as_mut().poll(cx).is_ready())).await;
+    let mut agent = Agent::start(config, health.clone()).await?;
+    let mut triggers = path.as_deref().map(watch::Triggers::start);
+    health.ready();
+    // Status and watchdog pings only after READY=1 (systemd ignores pings before it).
+    let cancel = CancellationToken::new();
+    agent.watchdog = health
+        .spawn_watchdog(cancel.clone())
+        .map(|handle| Task { handle, cancel });
+    if !early {
+        loop {
+            let trigger = tokio::select! {
+                () = &mut shutdown => break,
+                t = next_trigger(&mut triggers) => t,
+            };
+            if let Some(path) = &path {
+                if let Err(e) = reload::reload(&mut agent, path, trigger).await {
+                    health.stopping();
+                    let _ = agent.stop().await;
+                    return Err(e);
+                }
             }
-            Some(queue)
         }
-        None => None,
-    };
-    let tap: Arc<dyn Tap> = match (&config.uplink, &queue) {
+    }
+    info!("shutting down");
+    health.stopping();
+    agent.stop().await
+}
+
+async fn next_trigger(triggers: &mut Option<watch::Triggers>) -> watch::Trigger {
+    match triggers {
+        Some(t) => t.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A task with its own stop token.
+struct Task {
+    handle: JoinHandle<()>,
+    cancel: CancellationToken,
+}
+
+impl Task {
+    async fn stop(self) {
+        self.cancel.cancel();
+        let _ = self.handle.await;
+    }
+}
+
+/// The running agent.
+pub(crate) struct Agent {
+    /// The config in force, without its devices (they are in `devices`).
+    config: Config,
+    /// The devices in force, shared by the field and command sides.
+    devices: Vec<Arc<Device>>,
+    topics: Topics,
+    health: Health,
+    queue: Option<Queue>,
+    tap: Arc<TapSwitch>,
+    local: Arc<LocalSwitch>,
+    broker: Arc<Broker>,
+    uplink: Option<Task>,
+    /// Connection slots shared by every line; replaced (with every line) when `modbus`
+    /// changes.
+    slots: Arc<HostSlots>,
+    lines: Lines,
+    router: Option<Router>,
+    metrics_server: Option<Task>,
+    watchdog: Option<Task>,
+}
+
+impl Agent {
+    async fn start(mut config: Config, health: Health) -> anyhow::Result<Agent> {
+        let topics = Topics::new(&config.site);
+        let metrics_listener = match &config.metrics {
+            Some(m) => Some(crate::health::http::bind(m.bind).await?),
+            None => None,
+        };
+        let queue = match &config.uplink {
+            Some(u) => Some(open_queue(u).await?),
+            None => None,
+        };
+        let tap = Arc::new(TapSwitch::new(make_tap(
+            config.uplink.as_ref(),
+            queue.as_ref(),
+        )));
+        let broker_tap: Arc<dyn Tap> = tap.clone();
+        let broker = Arc::new(Broker::start(&config.broker, broker_tap).await?);
+        let commands = Router::subscribe(&broker, &topics);
+        health.metrics.set_broker(broker.stats());
+        health.metrics.set_queue(queue.clone());
+        broker
+            .publish(agent_state(&topics, "online"))
+            .await
+            .context("cannot publish the agent state")?;
+        let local = Arc::new(LocalSwitch::new(broker.clone()));
+        let devices: Vec<Arc<Device>> = std::mem::take(&mut config.devices)
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let slots = Arc::new(HostSlots::new(usize::from(
+            config.modbus.max_connections_per_host,
+        )));
+        let mut agent = Agent {
+            config,
+            devices,
+            topics,
+            health,
+            queue,
+            tap,
+            local,
+            broker,
+            uplink: None,
+            slots,
+            lines: Lines::default(),
+            router: None,
+            metrics_server: None,
+            watchdog: None,
+        };
+        agent.start_uplink()?;
+        agent.start_lines(diff::lines(&agent.devices).into_iter());
+        agent.router = Some(Router::start(
+            commands,
+            &agent.broker,
+            &agent.topics,
+            agent.lines.targets(&agent.devices),
+            agent.config.commands,
+        ));
+        agent.metrics_server = metrics_listener.map(|l| agent.serve_metrics(l));
+        info!(
+            site = %agent.config.site,
+            devices = agent.devices.len(),
+            buses = agent.config.buses.len(),
+            uplink = agent.config.uplink.as_ref().map_or_else(|| "off".to_owned(), |u| u.url.to_string()),
+            "ferrule running"
+        );
+        Ok(agent)
+    }
+
+    fn serve_metrics(&self, listener: tokio::net::TcpListener) -> Task {
+        let cancel = CancellationToken::new();
+        let handle = tokio::spawn(crate::health::http::serve(
+            listener,
+            self.health.metrics.clone(),
+            cancel.clone(),
+        ));
+        Task { handle, cancel }
+    }
+
+    /// Starts the uplink of the config in force (if any), on the open queue.
+    fn start_uplink(&mut self) -> anyhow::Result<()> {
+        let (Some(u), Some(q)) = (&self.config.uplink, &self.queue) else {
+            self.health.metrics.set_uplink(None);
+            return Ok(());
+        };
+        let local: Arc<dyn Local> = self.local.clone();
+        let task = UplinkTask::new(u, &self.topics, q.clone(), local)
+            .context("cannot set up the uplink")?
+            .with_beat(self.health.progress.register("uplink"));
+        self.health.metrics.set_uplink(Some(task.status()));
+        let span = tracing::info_span!("uplink", url = %u.url);
+        let cancel = CancellationToken::new();
+        let handle = tokio::spawn(task.run(cancel.clone()).instrument(span));
+        self.uplink = Some(Task { handle, cancel });
+        Ok(())
+    }
+
+    fn start_lines(&mut self, lines: impl Iterator<Item = (String, Vec<Arc<Device>>)>) {
+        let ctx = FieldCtx {
+            slots: &self.slots,
+            topics: &self.topics,
+            broker: &self.broker,
+            health: &self.health,
+        };
+        for (key, devices) in lines {
+            self.lines.start(key, devices, &ctx);
+        }
+    }
+
+    async fn stop(mut self) -> anyhow::Result<()> {
+        self.lines.stop_all().await;
+        if let Some(router) = self.router.take() {
+            router.stop().await;
+        }
+        if let Err(e) = self
+            .broker
+            .publish(agent_state(&self.topics, "offline"))
+            .await
+        {
+            warn!(error = %e, "cannot publish the agent state");
+        }
+        if let Some(uplink) = self.uplink.take() {
+            uplink.stop().await;
+        }
+        if let Some(q) = self.queue.take() {
+            q.close()
+                .await
+                .context("cannot close the uplink queue cleanly")?;
+        }
+        self.broker.shutdown().await;
+        for task in [self.metrics_server.take(), self.watchdog.take()]
+            .into_iter()
+            .flatten()
+        {
+            task.stop().await;
+        }
+        info!("stopped");
+        Ok(())
+    }
+}
+
+fn agent_state(topics: &Topics, state: &str) -> Message {
+    Message::agent(
+        topics.agent_state(),
+        state.to_owned(),
+        Qos::AtLeastOnce,
+        true,
+    )
+}
+
+/// Opens the queue of `u`; its integrity check runs off the async workers.
+async fn open_queue(u: &Uplink) -> anyhow::Result<Queue> {
+    let queue_config = u.queue.clone();
+    let opened = tokio::task::spawn_blocking(move || Queue::open_config(&queue_config))
+        .await
+        .context("the queue opening task failed")?;
+    let queue = opened
+        .with_context(|| format!("cannot open the uplink queue {}", u.queue.path.display()))?;
+    if let Ok(stats) = queue.stats().await {
+        info!(
+            path = %u.queue.path.display(),
+            backlog = stats.depth,
+            bytes = stats.bytes,
+            max_bytes = u.queue.max_bytes,
+            on_full = u.queue.on_full.as_str(),
+            "uplink queue opened"
+        );
+    }
+    Ok(queue)
+}
+
+/// The broker's tap for `uplink`: its forward rules into `queue`, or nothing.
+fn make_tap(uplink: Option<&Uplink>, queue: Option<&Queue>) -> Arc<dyn Tap> {
+    match (uplink, queue) {
         (Some(u), Some(q)) => {
             let downlink_filters = u.downlink.iter().map(|d| d.remote.clone()).collect();
             Arc::new(Forwarder::new(
@@ -68,105 +321,5 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> anyh
             ))
         }
         _ => Arc::new(NoTap),
-    };
-
-    let broker = Arc::new(Broker::start(&config.broker, tap).await?);
-    let commands = broker.subscribe(&topics.command_filter(), COMMAND_BACKLOG);
-    let agent_state = |state: &str| {
-        Message::agent(
-            topics.agent_state(),
-            state.to_owned(),
-            Qos::AtLeastOnce,
-            true,
-        )
-    };
-    broker
-        .publish(agent_state("online"))
-        .await
-        .context("cannot publish the agent state")?;
-
-    let uplink_cancel = CancellationToken::new();
-    let uplink = match (&config.uplink, &queue) {
-        (Some(u), Some(q)) => {
-            let local: Arc<dyn Local> = broker.clone();
-            let task = UplinkTask::new(u, &topics, q.clone(), local)
-                .context("cannot set up the uplink")?;
-            let span = tracing::info_span!("uplink", url = %u.url);
-            Some(tokio::spawn(
-                task.run(uplink_cancel.clone()).instrument(span),
-            ))
-        }
-        _ => None,
-    };
-
-    let field_cancel = CancellationToken::new();
-    let field = TaskTracker::new();
-    // One task per line (TCP host:port or serial bus); one handle per device, in config order.
-    // The field and command sides share one copy of each device's point map.
-    let devices: Vec<Arc<Device>> = std::mem::take(&mut config.devices)
-        .into_iter()
-        .map(Arc::new)
-        .collect();
-    let handles = crate::field::spawn(
-        &devices,
-        &config.modbus,
-        &topics,
-        broker.clone(),
-        field_cancel.clone(),
-        &field,
-    );
-    let targets: Vec<Target> = devices
-        .iter()
-        .zip(handles)
-        .map(|(device, handle)| Target {
-            device: device.clone(),
-            handle,
-        })
-        .collect();
-    field.close();
-
-    let command_cancel = CancellationToken::new();
-    let router = tokio::spawn(command::run(
-        targets,
-        topics.clone(),
-        broker.clone(),
-        commands,
-        config.commands,
-        command_cancel.clone(),
-    ));
-
-    info!(
-        site = %config.site,
-        devices = devices.len(),
-        buses = config.buses.len(),
-        uplink = config.uplink.as_ref().map_or_else(|| "off".to_owned(), |u| u.url.to_string()),
-        "ferrule running"
-    );
-    shutdown.await;
-    info!("shutting down");
-
-    field_cancel.cancel();
-    if tokio::time::timeout(FIELD_DRAIN, field.wait())
-        .await
-        .is_err()
-    {
-        warn!("device tasks did not stop within {FIELD_DRAIN:?}");
     }
-    command_cancel.cancel();
-    let _ = router.await;
-    if let Err(e) = broker.publish(agent_state("offline")).await {
-        warn!(error = %e, "cannot publish the agent state");
-    }
-    uplink_cancel.cancel();
-    if let Some(uplink) = uplink {
-        let _ = uplink.await;
-    }
-    if let Some(q) = queue {
-        q.close()
-            .await
-            .context("cannot close the uplink queue cleanly")?;
-    }
-    broker.shutdown().await;
-    info!("stopped");
-    Ok(())
 }

@@ -147,7 +147,11 @@ pub fn main(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check(arg) => check(&arg),
         Command::Run(arg) => {
-            with_config(&arg, |config| runtime(app::run(config, shutdown_signal())))
+            let path = arg.path().map(Path::to_path_buf).ok();
+            with_config(&arg, |config| match path {
+                Some(path) => runtime(app::run_file(config, path, shutdown_signal())),
+                None => runtime(app::run(config, shutdown_signal())),
+            })
         }
         Command::Simulate { config, bind } => {
             with_config(&config, |config| runtime(simulate(config, bind)))
@@ -318,6 +322,9 @@ fn check(arg: &ConfigArg) -> ExitCode {
         Ok(config) => {
             let broker = broker::check::check(&config.broker);
             for warning in &broker.warnings {
+                eprintln!("warning: {warning}");
+            }
+            for warning in crate::health::check(&config) {
                 eprintln!("warning: {warning}");
             }
             if !broker.errors.is_empty() {

@@ -9,6 +9,7 @@
 //! - [`store`]   the durable store-and-forward queue (SQLite, WAL, group commit)
 //! - [`uplink`]  forward rules and the upstream MQTT client (delete only after PUBACK)
 //! - [`command`] `.../set` commands: parse, validate, write through the device task, result
+//! - [`health`]  systemd notify and watchdog, progress heartbeats, metrics, `/metrics` endpoint
 //! - [`errors`]  error chains for logs
 //! - [`backoff`] capped exponential backoff with jitter for every reconnect
 //! - [`app`]     wiring, cancellation, drain order
@@ -22,6 +23,7 @@ pub mod command;
 pub mod config;
 pub mod errors;
 pub mod field;
+pub mod health;
 pub mod payload;
 pub mod store;
 pub mod topics;

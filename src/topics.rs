@@ -58,6 +58,12 @@ impl Topics {
         format!("{}/{AGENT_LEVEL}/state", self.site)
     }
 
+    /// `{site}/$agent/config`: the retained outcome of the last config reload (its errors when
+    /// the new config was refused).
+    pub fn agent_config(&self) -> String {
+        format!("{}/{AGENT_LEVEL}/config", self.site)
+    }
+
     /// `{site}/$agent/uplink`: the retained state of the uplink.
     pub fn agent_uplink(&self) -> String {
         format!("{}/{AGENT_LEVEL}/uplink", self.site)

@@ -11,9 +11,11 @@
 //! - `write`    what governs commands: `writable` rules, `enum`, the `commands` section
 //! - `locate`   line and column of a node, from its path
 //! - `error`    [`ConfigError`] and [`Diagnostic`]
+//! - `diff`     what a reload changes: lines kept, added, removed, changed; sections changed
 
 mod address;
 mod decode;
+pub mod diff;
 mod error;
 mod load;
 mod locate;

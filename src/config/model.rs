@@ -42,6 +42,9 @@ pub const DEFAULT_DATA_BITS: u8 = 8;
 pub const DEFAULT_STOP_BITS: u8 = 1;
 /// Most TCP connections ferrule opens to one host (devices sharing a `host:port` share one).
 pub const DEFAULT_MAX_CONNECTIONS_PER_HOST: u16 = 4;
+/// Where the metrics endpoint listens when the `metrics` section is present without `bind`:
+/// loopback only.
+pub const DEFAULT_METRICS_BIND: &str = "127.0.0.1:9108";
 /// Keepalive of the upstream MQTT connection.
 pub const DEFAULT_UPLINK_KEEPALIVE: Duration = Duration::from_secs(30);
 /// Queue file used when `uplink.queue.path` is not set (relative to the state directory).
@@ -77,6 +80,8 @@ pub struct Config {
     pub uplink: Option<Uplink>,
     /// The `commands` section: the global write switch and the audit trail.
     pub commands: CommandSettings,
+    /// The HTTP endpoint for `/metrics` and `/health`; `None` (off) when the section is absent.
+    pub metrics: Option<MetricsConfig>,
 }
 
 /// The `commands` section.
@@ -98,6 +103,13 @@ impl Default for CommandSettings {
             audit_publish: false,
         }
     }
+}
+
+/// The `metrics` section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Address of the HTTP listener (defaults to [`DEFAULT_METRICS_BIND`]).
+    pub bind: std::net::SocketAddr,
 }
 
 /// The `broker` section.

@@ -24,8 +24,9 @@ use super::scalar::{
 use super::validate::{self, PointAt};
 
 const TOP: &[&str] = &[
-    "site", "broker", "modbus", "buses", "devices", "uplink", "commands",
+    "site", "broker", "modbus", "buses", "devices", "uplink", "commands", "metrics",
 ];
+const METRICS: &[&str] = &["bind"];
 const MODBUS: &[&str] = &["max_connections_per_host"];
 const BUS: &[&str] = &[
     "name",
@@ -112,6 +113,7 @@ pub fn config(cx: &mut Ctx, root: &Value, origin: &Origin) -> Option<Config> {
         super::uplink::uplink(cx, v, site.as_deref(), origin)
     });
     let commands = m.optional_with(cx, "commands", super::write::commands);
+    let metrics = m.optional_with(cx, "metrics", metrics);
     let buses = all(buses?.into_iter().map(|b| b.item).collect());
     Some(Config {
         site: site?,
@@ -121,7 +123,22 @@ pub fn config(cx: &mut Ctx, root: &Value, origin: &Origin) -> Option<Config> {
         modbus: modbus?.unwrap_or_default(),
         uplink: uplink?,
         commands: commands?.unwrap_or_default(),
+        metrics: metrics?,
     })
+}
+
+/// The `metrics` section: present means on; `metrics: {}` listens on loopback. An empty
+/// `metrics:` is absent (off), as for the other sections.
+fn metrics(cx: &mut Ctx, node: &Value) -> Option<MetricsConfig> {
+    let m = map(cx, node, METRICS)?;
+    let bind = m.or(cx, "bind", default_metrics_bind());
+    Some(MetricsConfig { bind: bind? })
+}
+
+fn default_metrics_bind() -> SocketAddr {
+    DEFAULT_METRICS_BIND
+        .parse()
+        .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 9108)))
 }
 
 fn modbus(cx: &mut Ctx, node: &Value) -> Option<ModbusSettings> {

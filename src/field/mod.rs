@@ -37,20 +37,22 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 pub use handle::{DeviceHandle, WriteError, WriteReport};
+pub use slots::HostSlots;
 
 use crate::broker::Broker;
 use crate::config::{Device, ModbusSettings, Transport};
+use crate::health::Health;
 use crate::topics::Topics;
 use poller::{Endpoint, Line};
 use slave::Slave;
-use slots::HostSlots;
 
 /// Requests (commands) waiting for one line.
 const REQUEST_QUEUE: usize = 64;
 
 /// Starts one task per line (distinct `tcp` host:port, or bus) on the current runtime, serving
 /// `devices` (the config's, in order); they run until `cancel`. Returns one handle per device,
-/// in the same order.
+/// in the same order. Each device counts into `health`'s metrics; each line beats its
+/// progress there.
 pub fn spawn(
     devices: &[Arc<Device>],
     modbus: &ModbusSettings,
@@ -58,6 +60,22 @@ pub fn spawn(
     broker: Arc<Broker>,
     cancel: CancellationToken,
     tracker: &TaskTracker,
+    health: &Health,
+) -> Vec<DeviceHandle> {
+    let slots = Arc::new(HostSlots::new(usize::from(modbus.max_connections_per_host)));
+    spawn_sharing(devices, &slots, topics, broker, cancel, tracker, health)
+}
+
+/// [`spawn`] with the connection slots given, so that lines started at different times (by
+/// a reload) share one cap per host address.
+pub fn spawn_sharing(
+    devices: &[Arc<Device>],
+    slots: &Arc<HostSlots>,
+    topics: &Topics,
+    broker: Arc<Broker>,
+    cancel: CancellationToken,
+    tracker: &TaskTracker,
+    health: &Health,
 ) -> Vec<DeviceHandle> {
     // Lines in order of their first device; each lists its devices' indices.
     let mut lines: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
@@ -67,7 +85,6 @@ pub fn spawn(
         let first = *first_of.entry(key).or_insert(i);
         lines.entry(first).or_default().push(i);
     }
-    let slots = Arc::new(HostSlots::new(usize::from(modbus.max_connections_per_host)));
     let mut handles: Vec<Option<DeviceHandle>> = vec![None; devices.len()];
     for members in lines.values() {
         let transport = &devices[members[0]].transport;
@@ -78,7 +95,8 @@ pub fn spawn(
             .iter()
             .enumerate()
             .map(|(k, &i)| {
-                let slave = Slave::new(devices[i].clone(), topics, shared, &label);
+                let mut slave = Slave::new(devices[i].clone(), topics, shared, &label);
+                slave.metrics = health.metrics.device(&devices[i].name);
                 handles[i] = Some(DeviceHandle {
                     tx: tx.clone(),
                     slave: k,
@@ -95,16 +113,23 @@ pub fn spawn(
             Transport::Rtu(bus) => Endpoint::Rtu(bus.clone()),
         };
         let span = tracing::info_span!("line", name = %label);
-        let line = Line::new(label, endpoint, slaves, rx, broker.clone(), cancel.clone());
+        let beat = health.progress.register(format!("line {label}"));
+        let line = Line::new(
+            label,
+            endpoint,
+            slaves,
+            rx,
+            broker.clone(),
+            cancel.clone(),
+            beat,
+        );
         tracker.spawn(line.run().instrument(span));
     }
     handles.into_iter().flatten().collect()
 }
 
-/// The line a transport belongs to: `tcp HOST:PORT` or `bus NAME`.
+/// The line a transport belongs to: `tcp HOST:PORT` or `bus NAME` (the reload diff groups
+/// devices the same way).
 fn line_key(transport: &Transport) -> String {
-    match transport {
-        Transport::Tcp(addr) => format!("tcp {addr}"),
-        Transport::Rtu(bus) => format!("bus {}", bus.name),
-    }
+    crate::config::diff::line_key(transport)
 }

@@ -40,6 +40,7 @@ use crate::backoff::Backoff;
 use crate::broker::{Broker, Message};
 use crate::config::{Bus, HostPort};
 use crate::field::report::Observation;
+use crate::health::{Beat, ErrorKind};
 use crate::payload::DeviceState;
 
 pub use super::handle::DeviceHandle;
@@ -85,6 +86,8 @@ pub(super) struct Line {
     cancel: CancellationToken,
     backoff: Backoff,
     last_error: Option<String>,
+    /// Progress heartbeat for the systemd watchdog (see `health::beat`).
+    beat: Beat,
 }
 
 impl Line {
@@ -95,6 +98,7 @@ impl Line {
         rx: mpsc::Receiver<Request>,
         broker: Arc<Broker>,
         cancel: CancellationToken,
+        beat: Beat,
     ) -> Self {
         Self {
             label,
@@ -106,6 +110,7 @@ impl Line {
             cancel,
             backoff: Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF),
             last_error: None,
+            beat,
         }
     }
 
@@ -157,6 +162,9 @@ impl Line {
                     }
                 }
                 Err(e) => {
+                    for s in &self.slaves {
+                        s.metrics.error(ErrorKind::Connect);
+                    }
                     let text = e.to_string();
                     let attempts = self.backoff.attempts();
                     if self.last_error.as_deref() != Some(text.as_str())
@@ -182,6 +190,7 @@ impl Line {
             s.set_state(DeviceState::Offline, &mut batch);
         }
         self.flush(batch).await;
+        self.beat.retire();
         info!("line task stopped");
     }
 
@@ -221,6 +230,7 @@ impl Line {
                             Err(_) => return None,
                         },
                         req = self.rx.recv(), if self.rx_open => self.refuse(req),
+                        () = self.beat.due() => self.beat.beat(),
                     }
                 }
             }
@@ -236,6 +246,7 @@ impl Line {
     async fn serve(&mut self, link: &mut Link) -> Exit {
         let mut candidates = Vec::with_capacity(self.slaves.len() * 2);
         loop {
+            self.beat.beat();
             candidates.clear();
             for (i, s) in self.slaves.iter().enumerate() {
                 s.candidates(i, &mut candidates);
@@ -259,6 +270,8 @@ impl Line {
                     Some(Candidate { slave, job: Job::Probe, .. }) => self.probe(link, slave).await,
                     None => Ok(()),
                 },
+                // Idle (nothing due for a while): still alive.
+                () = self.beat.due() => Ok(()),
             };
             if let Err(exit) = outcome {
                 return exit;
@@ -285,6 +298,7 @@ impl Line {
         let mut troubled = false;
         let mut result = Ok(());
         let mut i = 0;
+        let metrics = self.slaves[s].metrics.clone();
         while i < self.slaves[s].classes[c].reads.len() {
             if let Err(exit) = self.writes_first(link).await {
                 result = Err(exit);
@@ -297,9 +311,12 @@ impl Line {
             let slave = &mut self.slaves[s];
             let read = slave.classes[c].reads[i].clone();
             let (unit, timeout) = (slave.device.unit, slave.device.timeout);
+            let started = Instant::now();
             let answer = link
                 .read(unit, read.kind, read.address, read.count, timeout)
                 .await;
+            count(&metrics, &answer, started.elapsed());
+            self.beat.beat();
             let slave = &mut self.slaves[s];
             match answer {
                 Ok(Ok(data)) => {
@@ -347,6 +364,7 @@ impl Line {
                 }
             }
         }
+        metrics.polled();
         let slave = &mut self.slaves[s];
         let class = &mut slave.classes[c];
         class.troubled = troubled;
@@ -599,6 +617,7 @@ impl Line {
                 () = self.cancel.cancelled() => return false,
                 () = &mut sleep => return true,
                 req = self.rx.recv(), if self.rx_open => self.refuse(req),
+                () = self.beat.due() => self.beat.beat(),
             }
         }
     }
@@ -643,6 +662,26 @@ struct Target<'a> {
     timeout: Duration,
     point: usize,
     p: &'a crate::config::Point,
+}
+
+/// Counts one read's outcome for the metrics: its latency when the device answered (data or
+/// exception), its error kind otherwise.
+fn count<T>(
+    metrics: &crate::health::DeviceMetrics,
+    answer: &Result<Result<T, Exception>, LinkError>,
+    took: Duration,
+) {
+    match answer {
+        Ok(Ok(_)) => metrics.latency(took),
+        Ok(Err(exc)) if exc.is_no_answer() => metrics.error(ErrorKind::NoAnswer),
+        Ok(Err(_)) => {
+            metrics.latency(took);
+            metrics.error(ErrorKind::Exception);
+        }
+        Err(LinkError::Timeout(_)) => metrics.error(ErrorKind::NoAnswer),
+        Err(e) if e.is_line_down() => metrics.error(ErrorKind::LinkLost),
+        Err(_) => metrics.error(ErrorKind::Protocol),
+    }
 }
 
 /// The points of the reads not done in a cycle.

@@ -79,6 +79,8 @@ pub(super) struct Slave {
     pub online: Arc<AtomicBool>,
     /// Why the device is offline, for write refusals.
     pub offline_reason: Option<String>,
+    /// Counters for the metrics endpoint (kept by name across reloads).
+    pub metrics: Arc<crate::health::DeviceMetrics>,
     outs: Vec<PointOut>,
     state_topic: String,
     state: Option<DeviceState>,
@@ -125,6 +127,7 @@ impl Slave {
             breaker: Breaker::new(floor),
             online: Arc::new(AtomicBool::new(false)),
             offline_reason: Some("not connected yet".into()),
+            metrics: Arc::default(),
             outs,
             state: None,
             refusal_logged: HashSet::new(),
@@ -169,6 +172,7 @@ impl Slave {
             self.offline_reason = None;
         }
         self.online.store(online, Ordering::Release);
+        self.metrics.set_online(online);
     }
 
     /// Every class due now (the device answered again).
@@ -310,6 +314,7 @@ impl Slave {
             Qos::AtLeastOnce,
             true,
         ));
+        self.metrics.published(1);
     }
 }
 

@@ -59,6 +59,25 @@ pub(crate) struct Context {
     pub(crate) will: Will,
     pub(crate) downlinks: Downlinks,
     pub(crate) downlink_tx: mpsc::Sender<Message>,
+    /// Progress heartbeat for the systemd watchdog, beaten by every loop of the link.
+    pub(crate) beat: Option<crate::health::Beat>,
+}
+
+impl Context {
+    /// The uplink made progress (or is idle and alive).
+    pub(crate) fn beat(&self) {
+        if let Some(b) = &self.beat {
+            b.beat();
+        }
+    }
+
+    /// Resolves when the next beat is due; never without a heartbeat.
+    pub(crate) async fn beat_due(&self) {
+        match &self.beat {
+            Some(b) => b.due().await,
+            None => std::future::pending().await,
+        }
+    }
 }
 
 /// State kept across connections.
@@ -146,9 +165,11 @@ impl<'a> Drain<'a> {
     pub(crate) async fn run(mut self, cancel: &CancellationToken) -> Outcome {
         // Connect.
         loop {
+            self.ctx.beat();
             let ev = tokio::select! {
                 () = cancel.cancelled() => return Outcome::Stopped,
                 ev = self.session.poll() => ev,
+                () = self.ctx.beat_due() => continue,
             };
             match ev {
                 Ok(LinkEvent::Connected) => break,
@@ -192,6 +213,7 @@ impl<'a> Drain<'a> {
         let mut committed = self.ctx.queue.committed();
         let mut stopping: Option<Pin<Box<Sleep>>> = None;
         loop {
+            self.ctx.beat();
             self.pump(&mut committed);
             if let Some(why) = self.reset.take() {
                 return Outcome::Reset(why);
@@ -227,6 +249,7 @@ impl<'a> Drain<'a> {
                 () = cancel.cancelled(), if stopping.is_none() => {
                     stopping = Some(Box::pin(tokio::time::sleep(DRAIN_DEADLINE)));
                 }
+                () = self.ctx.beat_due() => {}
                 () = sleep_opt(&mut stopping) => {
                     let left = self.window.in_flight() + self.buffer.len();
                     info!(unacknowledged = left, "shutdown: the rest of the backlog stays queued");

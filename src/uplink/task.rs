@@ -62,6 +62,7 @@ pub struct UplinkTask {
     sequence: crate::config::Sequence,
     will: Will,
     downlinks: Downlinks,
+    beat: Option<crate::health::Beat>,
 }
 
 impl UplinkTask {
@@ -100,7 +101,16 @@ impl UplinkTask {
             sequence: cfg.sequence.clone(),
             will,
             downlinks: Downlinks::new(cfg.downlink.clone()),
+            beat: None,
         })
+    }
+
+    /// Beats `beat` from every loop of the link (connecting, connected, waiting to reconnect),
+    /// for the systemd watchdog.
+    #[must_use]
+    pub fn with_beat(mut self, beat: crate::health::Beat) -> Self {
+        self.beat = Some(beat);
+        self
     }
 
     /// The state of the link, shared (for metrics).
@@ -110,7 +120,7 @@ impl UplinkTask {
 
     /// Runs until `cancel`, then drains for up to [`DRAIN_DEADLINE`] and publishes the final
     /// link state.
-    pub async fn run(self, cancel: CancellationToken) {
+    pub async fn run(mut self, cancel: CancellationToken) {
         let (downlink_tx, downlink_rx) = mpsc::channel(DOWNLINK_BACKLOG);
         let downlink = tokio::spawn(publish_downlink(Arc::clone(&self.local), downlink_rx));
         let status_cancel = CancellationToken::new();
@@ -131,6 +141,7 @@ impl UplinkTask {
             will: self.will.clone(),
             downlinks: self.downlinks.clone(),
             downlink_tx,
+            beat: self.beat.take(),
         };
         let mut backoff = Backoff::new(self.reconnect.initial, self.reconnect.max);
         let mut carry = Carry::default();
@@ -160,10 +171,22 @@ impl UplinkTask {
                     backoff.next_delay()
                 }
             };
-            tokio::select! {
-                () = cancel.cancelled() => break,
-                () = tokio::time::sleep(delay) => {}
+            let sleep = tokio::time::sleep(delay);
+            tokio::pin!(sleep);
+            let stop = loop {
+                ctx.beat();
+                tokio::select! {
+                    () = cancel.cancelled() => break true,
+                    () = &mut sleep => break false,
+                    () = ctx.beat_due() => {}
+                }
+            };
+            if stop {
+                break;
             }
+        }
+        if let Some(b) = &ctx.beat {
+            b.retire();
         }
         self.status.stopped();
         drop(ctx);

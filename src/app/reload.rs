@@ -1,0 +1,249 @@
+//! One reload: load and check the new config; refuse it (the running one stays in force,
+//! the errors are logged, published retained on `{site}/$agent/config` and counted) or apply
+//! it as a diff (see `config::diff`).
+//!
+//! Invariants: the queue is never closed or reopened by a reload (a changed `uplink.queue`
+//! section waits for a restart, and says so); a line whose devices did not change keeps its
+//! task; a broker that cannot bind its new listeners is brought back on its old section.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::json;
+use tracing::{error, info, warn};
+
+use super::router::Router;
+use super::watch::Trigger;
+use super::{agent_state, make_tap, open_queue, Agent};
+use crate::broker::{self, Broker, Message, Tap};
+use crate::config::{self, diff, Config, Device, Qos};
+use crate::topics::Topics;
+
+/// Reloads `path` into `agent`. An error is fatal: the broker could start neither on the new
+/// nor on the old section (nothing listens any more; the agent drains and exits, and the
+/// service manager restarts it).
+pub(super) async fn reload(agent: &mut Agent, path: &Path, trigger: Trigger) -> anyhow::Result<()> {
+    agent
+        .health
+        .notify("RELOADING=1\nSTATUS=reloading the config");
+    info!(path = %path.display(), trigger = trigger.as_str(), "reloading the config");
+    let outcome = match load(path).await {
+        Err(errors) => {
+            for e in &errors {
+                error!(error = %e, "config reload refused; the running config stays in force");
+            }
+            agent.health.metrics.reload_failed();
+            Outcome::Refused(errors)
+        }
+        Ok(new) => apply(agent, new).await?,
+    };
+    let (ok, mut body) = match &outcome {
+        Outcome::Applied(changes) => (true, json!({"ok": true, "changes": changes})),
+        Outcome::Refused(errors) => (false, json!({"ok": false, "errors": errors})),
+    };
+    if ok {
+        agent.health.metrics.reload_succeeded();
+    }
+    body["file"] = json!(path.display().to_string());
+    body["ts"] = json!(crate::payload::timestamp(std::time::SystemTime::now()));
+    let msg = Message::agent(
+        agent.topics.agent_config(),
+        body.to_string(),
+        Qos::AtLeastOnce,
+        true,
+    );
+    if let Err(e) = agent.broker.publish(msg).await {
+        warn!(error = %e, "cannot publish the reload outcome");
+    }
+    agent.health.notify("READY=1\nSTATUS=running");
+    Ok(())
+}
+
+enum Outcome {
+    Applied(Vec<String>),
+    Refused(Vec<String>),
+}
+
+/// The new config, or every error (one per line, each locating its problem).
+async fn load(path: &Path) -> Result<Config, Vec<String>> {
+    let owned = path.to_path_buf();
+    let loaded = tokio::task::spawn_blocking(move || {
+        let config = config::load(&owned)
+            .map_err(|e| e.to_string().lines().map(str::to_owned).collect::<Vec<_>>())?;
+        // What `ferrule check` looks at too: the files the broker section names.
+        let report = broker::check::check(&config.broker);
+        if report.errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(report
+                .errors
+                .into_iter()
+                .map(|e| format!("{}: {e}", owned.display()))
+                .collect())
+        }
+    })
+    .await;
+    loaded.unwrap_or_else(|e| Err(vec![format!("the config loading task failed: {e}")]))
+}
+
+/// Applies a valid config as a diff.
+async fn apply(agent: &mut Agent, mut new: Config) -> anyhow::Result<Outcome> {
+    let new_devices: Vec<Arc<Device>> = std::mem::take(&mut new.devices)
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    let d = diff::diff(&agent.config, &agent.devices, &new, &new_devices);
+    if d.is_empty() {
+        info!("config unchanged");
+        return Ok(Outcome::Applied(Vec::new()));
+    }
+    let mut notes = d.summary();
+    info!(changes = %notes.join("; "), "applying the new config");
+
+    if let (Some(old), Some(u)) = (&agent.config.uplink, &mut new.uplink) {
+        if old.queue != u.queue {
+            warn!("uplink.queue changed: the queue stays as it is until the agent restarts");
+            notes.push("uplink.queue: takes effect at the next restart".into());
+            u.queue = old.queue.clone();
+        }
+    }
+
+    // Lines (and commands) depend on the broker and the topics: stop them first when those
+    // change, so they never publish into a broker being replaced.
+    let all_lines = d.all_lines();
+    let router_restart = d.site || d.broker;
+    if all_lines {
+        agent.lines.stop_all().await;
+        agent.slots = Arc::new(crate::field::HostSlots::new(usize::from(
+            new.modbus.max_connections_per_host,
+        )));
+    } else {
+        agent.lines.stop(d.removed.iter().chain(&d.changed)).await;
+    }
+    if router_restart {
+        if let Some(r) = agent.router.take() {
+            r.stop().await;
+        }
+    }
+    let topics = Topics::new(&new.site);
+    if d.broker {
+        if let Some(note) = replace_broker(agent, &mut new).await? {
+            notes.push(note);
+        }
+    }
+    if d.site {
+        // Otherwise the old site's retained agent state would say `online` for good.
+        let _ = agent
+            .broker
+            .publish(agent_state(&agent.topics, "offline"))
+            .await;
+    }
+    if d.uplink || d.site {
+        if let Some(u) = agent.uplink.take() {
+            u.stop().await;
+        }
+        if agent.queue.is_none() {
+            if let Some(u) = &new.uplink {
+                match open_queue(u).await {
+                    Ok(q) => agent.queue = Some(q),
+                    Err(e) => {
+                        error!(error = %format!("{e:#}"), "cannot open the uplink queue; uplink off");
+                        notes.push(format!("uplink not started: {e:#}"));
+                    }
+                }
+            }
+        }
+        let tap: Arc<dyn Tap> = make_tap(new.uplink.as_ref(), agent.queue.as_ref());
+        agent.tap.set(tap);
+        agent.health.metrics.set_queue(agent.queue.clone());
+    }
+    let metrics_changed = d.metrics;
+    let new_lines = diff::lines(&new_devices);
+    agent.config = new;
+    agent.devices = new_devices;
+    agent.topics = topics;
+    if d.uplink || d.site {
+        if let Err(e) = agent.start_uplink() {
+            error!(error = %format!("{e:#}"), "the new uplink cannot start; uplink off");
+            notes.push(format!("uplink not started: {e:#}"));
+        }
+    }
+    let restart: Vec<(String, Vec<Arc<Device>>)> = new_lines
+        .into_iter()
+        .filter(|(k, _)| all_lines || d.added.contains(k) || d.changed.contains(k))
+        .collect();
+    agent.start_lines(restart.into_iter());
+    let targets = agent.lines.targets(&agent.devices);
+    match &mut agent.router {
+        Some(r) => {
+            r.replace(&agent.broker, &agent.topics, targets, agent.config.commands)
+                .await
+        }
+        None => {
+            let commands = Router::subscribe(&agent.broker, &agent.topics);
+            agent.router = Some(Router::start(
+                commands,
+                &agent.broker,
+                &agent.topics,
+                targets,
+                agent.config.commands,
+            ));
+        }
+    }
+    agent
+        .health
+        .metrics
+        .retain_devices(agent.devices.iter().map(|d| d.name.as_str()));
+    if metrics_changed {
+        if let Some(t) = agent.metrics_server.take() {
+            t.stop().await;
+        }
+        if let Some(m) = &agent.config.metrics {
+            match crate::health::http::bind(m.bind).await {
+                Ok(l) => agent.metrics_server = Some(agent.serve_metrics(l)),
+                Err(e) => {
+                    error!(error = %e, "metrics endpoint off");
+                    notes.push(e.to_string());
+                }
+            }
+        }
+    }
+    if d.site {
+        // The new site's agent state (the old one's stays retained as it was).
+        let _ = agent
+            .broker
+            .publish(agent_state(&agent.topics, "online"))
+            .await;
+    }
+    info!(changes = %notes.join("; "), "config reloaded");
+    Ok(Outcome::Applied(notes))
+}
+
+/// Restarts the broker on `new.broker`; when its listeners cannot be bound, on the old
+/// section again (then `new.broker` is set back to it, and the note says why).
+async fn replace_broker(agent: &mut Agent, new: &mut Config) -> anyhow::Result<Option<String>> {
+    agent.broker.shutdown().await;
+    let tap: Arc<dyn Tap> = agent.tap.clone();
+    let (broker, note) = match Broker::start(&new.broker, tap.clone()).await {
+        Ok(b) => (b, None),
+        Err(e) => {
+            error!(error = %e, "the new broker section cannot start; keeping the old one");
+            new.broker = agent.config.broker.clone();
+            match Broker::start(&new.broker, tap).await {
+                Ok(b) => (b, Some(format!("broker not changed: {e}"))),
+                Err(e2) => {
+                    return Err(anyhow::Error::new(e2).context(
+                        "the broker could start neither on the new nor on the old section",
+                    ));
+                }
+            }
+        }
+    };
+    let broker = Arc::new(broker);
+    agent.local.set(broker.clone());
+    agent.health.metrics.set_broker(broker.stats());
+    agent.broker = broker;
+    let topics = Topics::new(&new.site);
+    let _ = agent.broker.publish(agent_state(&topics, "online")).await;
+    Ok(note)
+}

@@ -1,0 +1,165 @@
+//! Running unattended: the systemd notification protocol and watchdog, progress heartbeats of
+//! the long-lived tasks, the metrics, and the HTTP endpoint serving them.
+//!
+//! - `notify`   `sd_notify` by hand (`$NOTIFY_SOCKET`, path or abstract name)
+//! - `beat`     progress heartbeats of the field lines and the uplink
+//! - `watchdog` `STATUS=` updates and `WATCHDOG=1` pings fed only by progress
+//! - `metrics`  counters and their Prometheus text rendering (pure)
+//! - `http`     the `/metrics` and `/health` endpoint
+//!
+//! [`Health`] bundles them for `app`: one per process, shared by every component.
+
+pub mod beat;
+pub mod http;
+pub mod metrics;
+pub mod notify;
+pub mod watchdog;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use beat::{Beat, Progress};
+pub use metrics::{DeviceMetrics, ErrorKind, Metrics};
+pub use notify::Notifier;
+
+/// What `ferrule check` warns about for running as a service: a metrics endpoint reachable
+/// from the network, and ports below 1024, which the shipped unit (no capabilities) cannot
+/// bind.
+pub fn check(config: &crate::config::Config) -> Vec<String> {
+    let mut warnings = metrics::check(config);
+    let ports = config
+        .broker
+        .listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (format!("broker.listeners[{i}]"), l.bind))
+        .chain(config.metrics.map(|m| ("metrics.bind".to_owned(), m.bind)));
+    for (what, addr) in ports {
+        if addr.port() != 0 && addr.port() < 1024 {
+            warnings.push(format!(
+                "{what} `{addr}` is a port below 1024: binding it needs CAP_NET_BIND_SERVICE, \
+                 which systemd/ferrule.service does not grant (see the comment there)"
+            ));
+        }
+    }
+    warnings
+}
+
+/// The health side of one agent process.
+#[derive(Debug, Clone)]
+pub struct Health {
+    pub metrics: Metrics,
+    pub progress: Progress,
+    notifier: Option<Arc<Notifier>>,
+    watchdog: Option<Duration>,
+}
+
+impl Default for Health {
+    /// No systemd: metrics and heartbeats only.
+    fn default() -> Self {
+        Self {
+            metrics: Metrics::default(),
+            progress: Progress::default(),
+            notifier: None,
+            watchdog: None,
+        }
+    }
+}
+
+impl Health {
+    /// Reads `$NOTIFY_SOCKET` and `$WATCHDOG_USEC`.
+    pub fn from_env() -> Self {
+        let notifier = Notifier::from_env().map(Arc::new);
+        let watchdog = notifier.as_ref().and(notify::watchdog_interval());
+        if let Some(w) = watchdog {
+            tracing::info!(interval = ?w, "systemd watchdog on: pinged while every line task and the uplink make progress");
+        }
+        Self {
+            metrics: Metrics::default(),
+            progress: Progress::new(watchdog::beat_period(watchdog)),
+            notifier,
+            watchdog,
+        }
+    }
+
+    /// Sends `state` to systemd, if it listens.
+    pub fn notify(&self, state: &str) {
+        if let Some(n) = &self.notifier {
+            n.notify(state);
+        }
+    }
+
+    /// Start-up is complete: listeners bound, queue open, devices started.
+    pub fn ready(&self) {
+        self.metrics.set_ready(true);
+        self.notify("READY=1\nSTATUS=running");
+    }
+
+    /// Draining for shutdown.
+    pub fn stopping(&self) {
+        self.metrics.set_ready(false);
+        self.notify("STOPPING=1\nSTATUS=stopping: draining");
+    }
+
+    /// Starts the status and watchdog task (nothing without `$NOTIFY_SOCKET`).
+    pub fn spawn_watchdog(&self, cancel: CancellationToken) -> Option<JoinHandle<()>> {
+        let notifier = self.notifier.clone()?;
+        Some(tokio::spawn(watchdog::run(
+            notifier,
+            self.watchdog,
+            self.progress.clone(),
+            self.metrics.clone(),
+            cancel,
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{parse, Origin};
+
+    const MINIMAL: &str = "site: plant1\ndevices:\n  - {name: boiler, tcp: \"127.0.0.1:502\", points: [{name: t, address: 1}]}\n";
+
+    fn origin() -> Origin {
+        Origin {
+            name: "test.yaml".into(),
+            base_dir: std::env::temp_dir(),
+            state_dir: std::env::temp_dir(),
+        }
+    }
+
+    #[test]
+    fn metrics_are_off_by_default_and_on_loopback_when_present(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        assert_eq!(parse(MINIMAL, &origin())?.metrics, None);
+        let on = parse(&format!("{MINIMAL}metrics: {{}}\n"), &origin())?;
+        assert_eq!(
+            on.metrics.map(|m| m.bind.to_string()).as_deref(),
+            Some("127.0.0.1:9108")
+        );
+        assert!(super::metrics::check(&on).is_empty());
+        let bare = parse(&format!("{MINIMAL}metrics:\n"), &origin())?;
+        assert_eq!(
+            bare.metrics, None,
+            "an empty section is absent, as for uplink"
+        );
+        let open = parse(
+            &format!("{MINIMAL}metrics: {{bind: \"0.0.0.0:9108\"}}\n"),
+            &origin(),
+        )?;
+        assert!(super::metrics::check(&open)[0].contains("not a loopback address"));
+        let bad = parse(
+            &format!("{MINIMAL}metrics: {{bind: nowhere, port: 1}}\n"),
+            &origin(),
+        );
+        let text = bad.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            text.contains("metrics.bind") && text.contains("port"),
+            "{text}"
+        );
+        Ok(())
+    }
+}
