@@ -6,7 +6,7 @@
 //! table, written in the same transaction as the rows they count, so they are exact across
 //! crashes and readable by `ferrule queue stats` while the agent runs).
 //!
-//! Drops are logged rate-limited ([`DropLog`]): the first at once, then at most one summary per
+//! Drops are logged rate-limited (`DropLog`): the first at once, then at most one summary per
 //! [`DROP_LOG_INTERVAL`], so a queue that stays full does not flood the log.
 
 use std::path::Path;

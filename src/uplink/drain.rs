@@ -4,13 +4,13 @@
 //! Per row: fetched (in id order, a batch ahead) → handed to rumqttc while the window has room
 //! (and `max_rate` allows) → written → acknowledged → deleted in a batch. The queue reads and
 //! deletes run beside the event loop (never blocking it), one of each at a time. Deletes wait
-//! for a batch worth a transaction (a quarter of the window, at most [`MAX_ACK_BATCH`]) unless
-//! nothing else is in flight or [`ACK_DELAY`] passed: with a full window every PUBACK frees
+//! for a batch worth a transaction (a quarter of the window, at most `MAX_ACK_BATCH`) unless
+//! nothing else is in flight or `ACK_DELAY` passed: with a full window every PUBACK frees
 //! one slot, and a commit per few rows would cost more than the sending (page writes and file
 //! locks per commit). The window stays at least three quarters open for sending.
 //!
 //! Invariants: see the module docs of `uplink` and `inflight`. Rows acknowledged upstream but
-//! not deleted yet are remembered across connections ([`Carry`]) so a reconnect does not send
+//! not deleted yet are remembered across connections (`Carry`) so a reconnect does not send
 //! them again while their delete is still pending or failed.
 
 use std::collections::{HashSet, VecDeque};
