@@ -7,6 +7,7 @@
 //! - `decode`   the toolkit that decodes a YAML tree collecting every problem
 //! - `scalar`   decoding of each scalar type (durations, addresses, enums...)
 //! - `validate` the rules across fields and items (names, overlaps, ranges)
+//! - `broker`   the `broker` section: listeners, TLS, password and ACL files, persistence, limits
 //! - `uplink`   the `uplink` section: keys, defaults, its scalars and its cross-field rules
 //! - `write`    what governs commands: `writable` rules, `enum`, the `commands` section
 //! - `locate`   line and column of a node, from its path
@@ -14,6 +15,7 @@
 //! - `diff`     what a reload changes: lines kept, added, removed, changed; sections changed
 
 mod address;
+mod broker;
 mod decode;
 pub mod diff;
 mod error;

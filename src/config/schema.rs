@@ -8,7 +8,6 @@
 //! [`Ctx`]; `None` means at least one problem was.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_yaml::Value;
@@ -18,8 +17,8 @@ use super::decode::{all, expected, list, map, quote, Ctx, Decode, Map, Seg};
 use super::load::Origin;
 use super::model::*;
 use super::scalar::{
-    AddressBase, Baud, BitIndex, ConnectionCap, Count, DataBits, Finite, Length, Limit, PacketSize,
-    Period, Scale, StopBits, UnitId, Window,
+    AddressBase, Baud, BitIndex, ConnectionCap, Count, DataBits, Finite, Length, Scale, StopBits,
+    UnitId,
 };
 use super::validate::{self, PointAt};
 
@@ -38,22 +37,6 @@ const BUS: &[&str] = &[
     "inter_frame_delay",
 ];
 const GROUP: &[&str] = &["poll", "heartbeat", "points"];
-const BROKER: &[&str] = &[
-    "listeners",
-    "allow_anonymous",
-    "password_file",
-    "acl_file",
-    "persistence",
-    "persistence_file",
-    "max_connections",
-    "max_packet_size",
-    "max_queued_messages",
-    "max_inflight",
-    "sys_interval",
-    "tcp_nodelay",
-];
-const LISTENER: &[&str] = &["bind", "tls", "protocol", "allow_anonymous"];
-const LISTENER_TLS: &[&str] = &["cert", "key", "ca", "require_certificate"];
 const DEVICE: &[&str] = &[
     "name",
     "tcp",
@@ -98,7 +81,7 @@ pub fn config(cx: &mut Ctx, root: &Value, origin: &Origin) -> Option<Config> {
     }
     let m = map(cx, root, TOP)?;
     let site = m.required_with(cx, "site", |cx, v| level_name(cx, v, "site"));
-    let broker = m.optional_with(cx, "broker", |cx, v| broker(cx, v, origin));
+    let broker = m.optional_with(cx, "broker", |cx, v| super::broker::broker(cx, v, origin));
     let modbus = m.optional_with(cx, "modbus", modbus);
     let buses = m
         .optional_with(cx, "buses", buses)
@@ -117,7 +100,7 @@ pub fn config(cx: &mut Ctx, root: &Value, origin: &Origin) -> Option<Config> {
     let buses = all(buses?.into_iter().map(|b| b.item).collect());
     Some(Config {
         site: site?,
-        broker: broker?.unwrap_or_else(|| default_broker(origin)),
+        broker: broker?.unwrap_or_else(|| super::broker::default_broker(origin)),
         buses: buses?,
         devices: devices?,
         modbus: modbus?.unwrap_or_default(),
@@ -207,93 +190,6 @@ fn level_name(cx: &mut Ctx, node: &Value, what: &str) -> Option<String> {
     let name = String::decode(cx, node)?;
     validate::level(cx, what, &name);
     Some(name)
-}
-
-fn default_listener() -> Listener {
-    let bind = DEFAULT_LISTENER
-        .parse()
-        .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 1883)));
-    Listener::plain(bind)
-}
-
-fn default_broker(origin: &Origin) -> BrokerConfig {
-    BrokerConfig::with_listeners(vec![default_listener()], &origin.state_dir)
-}
-
-fn broker(cx: &mut Ctx, node: &Value, origin: &Origin) -> Option<BrokerConfig> {
-    let m = map(cx, node, BROKER)?;
-    let listeners = m.optional_with(cx, "listeners", |cx, v| {
-        let items = list(cx, v, |cx, v| listener(cx, v, origin))?;
-        validate::listeners(cx, &items);
-        all(items)
-    });
-    let allow_anonymous = m.optional::<bool>(cx, "allow_anonymous");
-    let password_file = m.optional::<PathBuf>(cx, "password_file");
-    let acl_file = m.optional::<PathBuf>(cx, "acl_file");
-    let persistence = m.or(cx, "persistence", true);
-    let persistence_file = m.optional::<PathBuf>(cx, "persistence_file");
-    let max_connections = m.optional::<Limit>(cx, "max_connections");
-    let max_packet_size = m.or(cx, "max_packet_size", PacketSize(DEFAULT_MAX_PACKET_SIZE));
-    let max_queued = m.or(
-        cx,
-        "max_queued_messages",
-        Limit(DEFAULT_MAX_QUEUED_MESSAGES),
-    );
-    let max_inflight = m.or(cx, "max_inflight", Window(DEFAULT_MAX_INFLIGHT));
-    let sys_interval = m.or(cx, "sys_interval", Period(Some(DEFAULT_SYS_INTERVAL)));
-    let tcp_nodelay = m.or(cx, "tcp_nodelay", false);
-    let listeners = match listeners? {
-        Some(listeners) if !listeners.is_empty() => listeners,
-        _ => vec![default_listener()],
-    };
-    let persistence_file = persistence_file?;
-    let persistence = persistence?.then(|| match persistence_file {
-        Some(path) => origin.base_dir.join(path),
-        None => origin.state_dir.join(DEFAULT_BROKER_DB_FILE),
-    });
-    Some(BrokerConfig {
-        listeners,
-        allow_anonymous: allow_anonymous?,
-        password_file: password_file?.map(|p| origin.base_dir.join(p)),
-        acl_file: acl_file?.map(|p| origin.base_dir.join(p)),
-        persistence,
-        max_connections: max_connections?.map(|c| c.0),
-        max_packet_size: max_packet_size?.0,
-        max_queued_messages: max_queued?.0,
-        max_inflight: max_inflight?.0,
-        sys_interval: sys_interval?.0,
-        tcp_nodelay: tcp_nodelay?,
-    })
-}
-
-fn listener(cx: &mut Ctx, node: &Value, origin: &Origin) -> Option<Listener> {
-    let m = map(cx, node, LISTENER)?;
-    let bind = m.required(cx, "bind");
-    let tls = m.optional_with(cx, "tls", |cx, v| listener_tls(cx, v, origin));
-    let protocol = m.or(cx, "protocol", ListenerProtocol::default());
-    let allow_anonymous = m.optional::<bool>(cx, "allow_anonymous");
-    Some(Listener {
-        bind: bind?,
-        tls: tls?,
-        protocol: protocol?,
-        allow_anonymous: allow_anonymous?,
-    })
-}
-
-fn listener_tls(cx: &mut Ctx, node: &Value, origin: &Origin) -> Option<ListenerTls> {
-    let m = map(cx, node, LISTENER_TLS)?;
-    let cert = m.required::<PathBuf>(cx, "cert");
-    let key = m.required::<PathBuf>(cx, "key");
-    let ca = m.optional::<PathBuf>(cx, "ca");
-    let require_certificate = m.or(cx, "require_certificate", false);
-    let (ca, require_certificate) = (ca?, require_certificate?);
-    validate::client_certificates(cx, ca.is_some(), require_certificate);
-    Some(ListenerTls {
-        cert: origin.base_dir.join(cert?),
-        key: origin.base_dir.join(key?),
-        ca: ca.map(|ca| origin.base_dir.join(ca)),
-        require_certificate,
-    })
 }
 
 /// An item of a list and its name, decoded on its own so that duplicate names are found even
@@ -618,7 +514,7 @@ fn default_type(kind: RegisterKind, bit: bool) -> DataType {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::net::SocketAddr;
     use std::path::PathBuf;
     use std::time::Duration;
@@ -626,7 +522,8 @@ mod tests {
     use crate::config::model::*;
     use crate::config::{parse, Origin};
 
-    fn origin() -> Origin {
+    /// The origin of test configs: `/etc/ferrule/test.yaml`, state in `/run/state`.
+    pub(in crate::config) fn origin() -> Origin {
         Origin {
             name: "test.yaml".into(),
             base_dir: PathBuf::from("/etc/ferrule"),
@@ -634,7 +531,8 @@ mod tests {
         }
     }
 
-    const MINIMAL: &str = "\
+    /// The smallest valid config: a site and one device with two points.
+    pub(in crate::config) const MINIMAL: &str = "\
 site: plant1
 devices:
   - name: boiler
@@ -805,62 +703,6 @@ uplink:
         );
         assert_eq!(uplink.queue.path, PathBuf::from("/data/q.db"));
         assert_eq!(uplink.queue.durability, Durability::Normal);
-    }
-
-    #[test]
-    fn broker_section_decodes_with_paths_relative_to_the_config() {
-        let text = format!(
-            "{MINIMAL}broker:
-  listeners:
-    - {{bind: \"0.0.0.0:8883\", tls: {{cert: tls/s.crt, key: /k/s.key, ca: ca.crt, require_certificate: true}}}}
-    - {{bind: \"0.0.0.0:9001\", protocol: websockets, allow_anonymous: true}}
-    - {{bind: \"127.0.0.1:1883\"}}
-  allow_anonymous: false
-  password_file: passwd
-  acl_file: /etc/acl
-  persistence_file: state/b.db
-  max_connections: 50
-  max_packet_size: 4096
-  max_queued_messages: 10
-  max_inflight: 5
-  sys_interval: 30s
-  tcp_nodelay: true
-"
-        );
-        let b = parse(&text, &origin()).expect("valid").broker;
-        let tls = b.listeners[0].tls.clone().expect("tls");
-        assert_eq!(tls.cert, PathBuf::from("/etc/ferrule/tls/s.crt"));
-        assert_eq!(tls.key, PathBuf::from("/k/s.key"));
-        assert_eq!(tls.ca, Some(PathBuf::from("/etc/ferrule/ca.crt")));
-        assert!(tls.require_certificate);
-        assert_eq!(b.listeners[1].protocol, ListenerProtocol::Websockets);
-        assert_eq!(b.listeners[1].allow_anonymous, Some(true));
-        assert_eq!(b.allow_anonymous, Some(false));
-        assert!(b.anonymous_allowed(&b.listeners[1]));
-        assert!(
-            !b.anonymous_allowed(&b.listeners[2]),
-            "the broker-wide setting"
-        );
-        assert_eq!(b.password_file, Some(PathBuf::from("/etc/ferrule/passwd")));
-        assert_eq!(b.acl_file, Some(PathBuf::from("/etc/acl")));
-        assert_eq!(
-            b.persistence,
-            Some(PathBuf::from("/etc/ferrule/state/b.db"))
-        );
-        assert_eq!(b.max_connections, Some(50));
-        assert_eq!(
-            (b.max_packet_size, b.max_queued_messages, b.max_inflight),
-            (4096, 10, 5)
-        );
-        assert_eq!(b.sys_interval, Some(Duration::from_secs(30)));
-        assert!(b.tcp_nodelay);
-
-        let off = format!("{MINIMAL}broker: {{persistence: false, sys_interval: off}}\n");
-        let b = parse(&off, &origin()).expect("valid").broker;
-        assert_eq!((&b.persistence, b.sys_interval), (&None, None));
-        assert!(b.anonymous_allowed(&b.listeners[0]), "loopback default");
-        let network = Listener::plain("0.0.0.0:1883".parse().expect("addr"));
-        assert!(!b.anonymous_allowed(&network), "non-loopback default");
     }
 
     #[test]
