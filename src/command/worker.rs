@@ -120,21 +120,8 @@ impl Worker {
         let name = name.to_owned();
         let parsed = parse::parse(&msg.payload);
         let id = parsed.as_ref().ok().and_then(|c| c.id.clone());
-        let Some(&point) = self.index.get(&name) else {
-            let f = Failure::new(
-                "unknown_point",
-                format!("device `{}` has no point `{name}`", self.device()),
-            );
-            self.fail_named(&msg, &name, id.as_deref(), None, &f).await;
+        let Some((point, cmd)) = self.resolve(&msg, &name, parsed, id.as_deref()).await else {
             return;
-        };
-        let cmd = match parsed {
-            Ok(c) => c,
-            Err(reason) => {
-                let f = Failure::new("bad_payload", reason);
-                self.fail(&msg, None, point, None, None, &f).await;
-                return;
-            }
         };
         if !self.writes_enabled {
             let f = Failure::new(
@@ -216,21 +203,8 @@ impl Worker {
         let name = name.to_owned();
         let parsed = parse::parse_confirm(&msg.payload);
         let id = parsed.as_ref().ok().and_then(|c| c.id.clone());
-        let Some(&point) = self.index.get(&name) else {
-            let f = Failure::new(
-                "unknown_point",
-                format!("device `{}` has no point `{name}`", self.device()),
-            );
-            self.fail_named(&msg, &name, id.as_deref(), None, &f).await;
+        let Some((point, confirm)) = self.resolve(&msg, &name, parsed, id.as_deref()).await else {
             return;
-        };
-        let confirm = match parsed {
-            Ok(c) => c,
-            Err(reason) => {
-                let f = Failure::new("bad_payload", reason);
-                self.fail(&msg, None, point, None, None, &f).await;
-                return;
-            }
         };
         let Some(held) = self.held.get(&point) else {
             let f = Failure::new(
@@ -390,6 +364,33 @@ impl Worker {
             confirmed_by: None,
         };
         self.replier.finish(msg, confirm, &rec).await;
+    }
+
+    /// The point a `set` or `confirm` names, with its parsed payload; an unknown point
+    /// (`unknown_point`) or a payload that does not parse (`bad_payload`) is answered here.
+    async fn resolve<T>(
+        &self,
+        msg: &Message,
+        name: &str,
+        parsed: Result<T, String>,
+        id: Option<&str>,
+    ) -> Option<(usize, T)> {
+        let Some(&point) = self.index.get(name) else {
+            let f = Failure::new(
+                "unknown_point",
+                format!("device `{}` has no point `{name}`", self.device()),
+            );
+            self.fail_named(msg, name, id, None, &f).await;
+            return None;
+        };
+        match parsed {
+            Ok(c) => Some((point, c)),
+            Err(reason) => {
+                let f = Failure::new("bad_payload", reason);
+                self.fail(msg, None, point, None, None, &f).await;
+                None
+            }
+        }
     }
 
     async fn fail_named(
