@@ -421,36 +421,20 @@ impl Drop for Counter {
 impl Counter {
     async fn start(upstream: &Mosquitto, n: usize) -> BenchResult<Counter> {
         let id = format!("bench-counter-{}", upstream.port);
-        let child = Command::new(mosquitto_bin().with_file_name("mosquitto_sub"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &upstream.port.to_string(),
-                "-i",
-                &id,
-            ])
-            .args(["-q", "1", "-t", "bench/#", "-C", &n.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .or_else(|_| {
-                Command::new("mosquitto_sub")
-                    .args([
-                        "-h",
-                        "127.0.0.1",
-                        "-p",
-                        &upstream.port.to_string(),
-                        "-i",
-                        &id,
-                    ])
-                    .args(["-q", "1", "-t", "bench/#", "-C", &n.to_string()])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-            })?;
+        let port = upstream.port.to_string();
+        let count = n.to_string();
+        let spawn = |program: PathBuf| {
+            Command::new(program)
+                .args(["-h", "127.0.0.1", "-p", &port, "-i", &id])
+                .args(["-q", "1", "-t", "bench/#", "-C", &count])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+        };
+        // Beside the mosquitto found, else on PATH.
+        let child = spawn(mosquitto_bin().with_file_name("mosquitto_sub"))
+            .or_else(|_| spawn(PathBuf::from("mosquitto_sub")))?;
         // The upstream logs the subscription (log_type subscribe).
         upstream.wait_line(&format!("{id} 1 bench/#"), Duration::from_secs(30))?;
         Ok(Counter { child })
