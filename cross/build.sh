@@ -14,12 +14,15 @@ for arch in "$@"; do
   case "$arch" in
     aarch64 | arm64)
       triple=aarch64-unknown-linux-gnu gcc=aarch64-linux-gnu-gcc strip=aarch64-linux-gnu-strip
+      libc=libc6-dev-arm64-cross
       ;;
     armv7 | armhf)
       triple=armv7-unknown-linux-gnueabihf gcc=arm-linux-gnueabihf-gcc strip=arm-linux-gnueabihf-strip
+      libc=libc6-dev-armhf-cross
       ;;
     amd64 | x86_64)
       triple=x86_64-unknown-linux-gnu gcc=cc strip=strip
+      libc=libc6-dev
       ;;
     *)
       echo "cross/build.sh: unknown architecture '$arch' (aarch64, armv7 or amd64)" >&2
@@ -28,6 +31,11 @@ for arch in "$@"; do
   esac
   command -v "$gcc" >/dev/null || {
     echo "cross/build.sh: $gcc is missing; see cross/README.md for the packages" >&2
+    exit 1
+  }
+  # ring's build script compiles C against the target's libc headers.
+  echo '#include <stdint.h>' | "$gcc" -E -x c - >/dev/null 2>&1 || {
+    echo "cross/build.sh: $gcc cannot find the C library headers; install $libc" >&2
     exit 1
   }
   if [ "$triple" != x86_64-unknown-linux-gnu ]; then

@@ -207,7 +207,14 @@ impl Broker {
         let mut fronts = Vec::new();
         for (i, l) in config.listeners.iter().enumerate() {
             let lid = u16::try_from(i + 1).unwrap_or(u16::MAX);
-            let (bound, addr) = bind(config, l, &fronts_table, &mut fronts)?;
+            let (bound, addr) = match bind(config, l, &fronts_table, &mut fronts) {
+                Ok(bound) => bound,
+                Err(e) if l.best_effort => {
+                    warn!(error = %e, "default listener skipped");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let name = listener_name(l, addr);
             match fronts.last().filter(|_| l.tls.is_some()) {
                 Some(front) => {

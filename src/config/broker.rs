@@ -8,13 +8,15 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde_yaml::Value;
 
-use super::decode::{all, list, map, Ctx};
+use super::decode::{all, list, map, Ctx, Decode};
 use super::load::Origin;
 use super::model::*;
-use super::scalar::{Limit, PacketSize, Period, Window};
+use super::scalar::{integer, Limit, PacketSize, Period, Window};
+use super::uplink::ByteSize;
 use super::validate;
 
 const BROKER: &[&str] = &[
@@ -30,19 +32,50 @@ const BROKER: &[&str] = &[
     "max_inflight",
     "sys_interval",
     "tcp_nodelay",
+    "max_keepalive",
+    "max_queued_bytes",
+    "max_topic_alias",
+    "persistent_client_expiration",
+    "queue_qos0_messages",
+    "connection_messages",
 ];
 const LISTENER: &[&str] = &["bind", "tls", "protocol", "allow_anonymous"];
 const LISTENER_TLS: &[&str] = &["cert", "key", "ca", "require_certificate"];
 
-fn default_listener() -> Listener {
-    let bind = DEFAULT_LISTENER
+/// The listeners of a broker section that names none: IPv4 loopback, and IPv6 loopback where
+/// the host has it (Mosquitto's local-only mode).
+fn default_listeners() -> Vec<Listener> {
+    let v4 = DEFAULT_LISTENER
         .parse()
         .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 1883)));
-    Listener::plain(bind)
+    let mut listeners = vec![Listener::plain(v4)];
+    if let Ok(v6) = DEFAULT_LISTENER_V6.parse() {
+        listeners.push(Listener {
+            best_effort: true,
+            ..Listener::plain(v6)
+        });
+    }
+    listeners
 }
 
 pub(super) fn default_broker(origin: &Origin) -> BrokerConfig {
-    BrokerConfig::with_listeners(vec![default_listener()], &origin.state_dir)
+    BrokerConfig::with_listeners(default_listeners(), &origin.state_dir)
+}
+
+/// `max_keepalive`: whole seconds from 1 s to 65535 s (the protocol's 16-bit keepalive).
+fn keepalive_limit(cx: &mut Ctx, node: &Value) -> Option<u16> {
+    let d = Duration::decode(cx, node)?;
+    let secs = u16::try_from(d.as_secs())
+        .ok()
+        .filter(|&s| s >= 1 && d.subsec_nanos() == 0);
+    if secs.is_none() {
+        cx.error(format!(
+            "`{}` is not a keepalive limit; expected whole seconds from `1s` to `65535s` \
+             (MQTT keepalives are 16-bit seconds)",
+            super::scalar::show_duration(d)
+        ));
+    }
+    secs
 }
 
 pub(super) fn broker(cx: &mut Ctx, node: &Value, origin: &Origin) -> Option<BrokerConfig> {
@@ -67,9 +100,19 @@ pub(super) fn broker(cx: &mut Ctx, node: &Value, origin: &Origin) -> Option<Brok
     let max_inflight = m.or(cx, "max_inflight", Window(DEFAULT_MAX_INFLIGHT));
     let sys_interval = m.or(cx, "sys_interval", Period(Some(DEFAULT_SYS_INTERVAL)));
     let tcp_nodelay = m.or(cx, "tcp_nodelay", false);
+    let max_keepalive = m.optional_with(cx, "max_keepalive", keepalive_limit);
+    // 0 means "no byte bound", as in Mosquitto.
+    let max_queued_bytes = m.optional::<ByteSize>(cx, "max_queued_bytes");
+    let max_topic_alias = m.optional_with(cx, "max_topic_alias", |cx, v| {
+        integer(cx, v, 0, 65_535).and_then(|n| u16::try_from(n).ok())
+    });
+    let persistent_client_expiration =
+        m.optional::<Duration>(cx, "persistent_client_expiration");
+    let queue_qos0_messages = m.or(cx, "queue_qos0_messages", false);
+    let connection_messages = m.or(cx, "connection_messages", true);
     let listeners = match listeners? {
         Some(listeners) if !listeners.is_empty() => listeners,
-        _ => vec![default_listener()],
+        _ => default_listeners(),
     };
     let persistence_file = persistence_file?;
     let persistence = persistence?.then(|| match persistence_file {
@@ -88,6 +131,12 @@ pub(super) fn broker(cx: &mut Ctx, node: &Value, origin: &Origin) -> Option<Brok
         max_inflight: max_inflight?.0,
         sys_interval: sys_interval?.0,
         tcp_nodelay: tcp_nodelay?,
+        max_keepalive: max_keepalive?.unwrap_or(DEFAULT_MAX_KEEPALIVE),
+        max_queued_bytes: max_queued_bytes?.map(|b| b.0).filter(|&b| b > 0),
+        max_topic_alias: max_topic_alias?.unwrap_or(DEFAULT_MAX_TOPIC_ALIAS),
+        persistent_client_expiration: persistent_client_expiration?,
+        queue_qos0_messages: queue_qos0_messages?,
+        connection_messages: connection_messages?,
     })
 }
 
@@ -102,6 +151,7 @@ fn listener(cx: &mut Ctx, node: &Value, origin: &Origin) -> Option<Listener> {
         tls: tls?,
         protocol: protocol?,
         allow_anonymous: allow_anonymous?,
+        best_effort: false,
     })
 }
 
@@ -148,6 +198,12 @@ mod tests {
   max_inflight: 5
   sys_interval: 30s
   tcp_nodelay: true
+  max_keepalive: 60s
+  max_queued_bytes: 16MiB
+  max_topic_alias: 0
+  persistent_client_expiration: 2h
+  queue_qos0_messages: true
+  connection_messages: false
 "
         );
         let b = parse(&text, &origin()).expect("valid").broker;
@@ -177,6 +233,14 @@ mod tests {
         );
         assert_eq!(b.sys_interval, Some(Duration::from_secs(30)));
         assert!(b.tcp_nodelay);
+        assert_eq!(b.max_keepalive, 60);
+        assert_eq!(b.max_queued_bytes, Some(16 << 20));
+        assert_eq!(b.max_topic_alias, 0);
+        assert_eq!(
+            b.persistent_client_expiration,
+            Some(Duration::from_secs(7200))
+        );
+        assert!(b.queue_qos0_messages && !b.connection_messages);
 
         let off = format!("{MINIMAL}broker: {{persistence: false, sys_interval: off}}\n");
         let b = parse(&off, &origin()).expect("valid").broker;
@@ -184,5 +248,53 @@ mod tests {
         assert!(b.anonymous_allowed(&b.listeners[0]), "loopback default");
         let network = Listener::plain("0.0.0.0:1883".parse().expect("addr"));
         assert!(!b.anonymous_allowed(&network), "non-loopback default");
+        assert_eq!(
+            (b.max_keepalive, b.max_topic_alias, b.max_queued_bytes),
+            (65_535, 10, None),
+            "Mosquitto's defaults"
+        );
+        assert!(!b.queue_qos0_messages && b.connection_messages);
+    }
+
+    #[test]
+    fn default_listeners_are_both_loopbacks_and_a_password_file_refuses_anonymous_clients() {
+        let b = parse(MINIMAL, &origin()).expect("valid").broker;
+        let binds: Vec<String> = b.listeners.iter().map(|l| l.bind.to_string()).collect();
+        assert_eq!(binds, ["127.0.0.1:1883", "[::1]:1883"]);
+        assert!(!b.listeners[0].best_effort && b.listeners[1].best_effort);
+
+        let text = format!("{MINIMAL}broker: {{password_file: passwd}}\n");
+        let b = parse(&text, &origin()).expect("valid").broker;
+        assert!(
+            !b.anonymous_allowed(&b.listeners[0]),
+            "Mosquitto 2: a password file makes anonymous clients opt-in, loopback too"
+        );
+        let text = format!("{MINIMAL}broker: {{password_file: passwd, allow_anonymous: true}}\n");
+        let b = parse(&text, &origin()).expect("valid").broker;
+        assert!(b.anonymous_allowed(&b.listeners[0]));
+    }
+
+    #[test]
+    fn keepalive_limits_and_sizes_are_checked() {
+        for (value, wanted) in [
+            ("0s", "expected a duration"),
+            ("1.5s", "whole seconds"),
+            ("70000s", "whole seconds from `1s` to `65535s`"),
+            ("60", "has no unit"),
+        ] {
+            let text = format!("{MINIMAL}broker: {{max_keepalive: {value}}}\n");
+            let err = parse(&text, &origin()).expect_err(value).to_string();
+            assert!(err.contains("max_keepalive"), "{value}: {err}");
+            assert!(
+                err.contains(wanted) || err.contains("must be"),
+                "{value}: {err}"
+            );
+        }
+        let text = format!("{MINIMAL}broker: {{max_topic_alias: 70000}}\n");
+        let err = parse(&text, &origin()).expect_err("too big").to_string();
+        assert!(err.contains("max_topic_alias"), "{err}");
+        let text = format!("{MINIMAL}broker: {{max_queued_bytes: 0}}\n");
+        let b = parse(&text, &origin()).expect("valid").broker;
+        assert_eq!(b.max_queued_bytes, None, "0 is no bound, as in Mosquitto");
     }
 }

@@ -62,6 +62,13 @@ pub const DEFAULT_MAX_QUEUED_MESSAGES: u32 = 1000;
 pub const DEFAULT_MAX_INFLIGHT: u16 = 20;
 /// How often `$SYS/broker/...` statistics are published (Mosquitto's default).
 pub const DEFAULT_SYS_INTERVAL: Duration = Duration::from_secs(10);
+/// Longest keepalive a client may ask for, in seconds (Mosquitto's `max_keepalive` default).
+pub const DEFAULT_MAX_KEEPALIVE: u16 = 65_535;
+/// Topic aliases a client may set towards the broker (Mosquitto's `max_topic_alias` default).
+pub const DEFAULT_MAX_TOPIC_ALIAS: u16 = 10;
+/// The second default listener: IPv6 loopback, like Mosquitto's local-only mode (skipped with a
+/// warning where the host has no IPv6 loopback).
+pub const DEFAULT_LISTENER_V6: &str = "[::1]:1883";
 
 /// The whole configuration of one gateway.
 #[derive(Debug, Clone, PartialEq)]
@@ -142,6 +149,25 @@ pub struct BrokerConfig {
     /// Send each packet at once (TCP_NODELAY) instead of letting the kernel coalesce small
     /// packets (Nagle), like Mosquitto's `set_tcp_nodelay` (default off).
     pub tcp_nodelay: bool,
+    /// Longest keepalive a client may use, in seconds (Mosquitto's `max_keepalive`): an MQTT 5
+    /// client asking for more (or for 0) is told this value (Server Keep Alive); an MQTT 3.1.1
+    /// client asking for more is refused, as Mosquitto does.
+    pub max_keepalive: u16,
+    /// Bytes of payload queued per client beyond its in-flight window; `None`: only
+    /// `max_queued_messages` bounds the queue (Mosquitto's `max_queued_bytes` 0).
+    pub max_queued_bytes: Option<u64>,
+    /// Topic aliases a client may set towards the broker (MQTT 5; Mosquitto's
+    /// `max_topic_alias`); 0 turns client topic aliases off.
+    pub max_topic_alias: u16,
+    /// How long the session of a disconnected MQTT 3.1.1 client with clean session 0 (or an
+    /// MQTT 5 client with an infinite session expiry) is kept; `None`: forever (Mosquitto's
+    /// `persistent_client_expiration`).
+    pub persistent_client_expiration: Option<Duration>,
+    /// Queue QoS 0 messages for disconnected persistent sessions too (Mosquitto's
+    /// `queue_qos0_messages`, default off: they are dropped while the client is away).
+    pub queue_qos0_messages: bool,
+    /// Log every client connect and disconnect (Mosquitto's `connection_messages`).
+    pub connection_messages: bool,
 }
 
 impl BrokerConfig {
@@ -159,16 +185,23 @@ impl BrokerConfig {
             max_inflight: DEFAULT_MAX_INFLIGHT,
             sys_interval: Some(DEFAULT_SYS_INTERVAL),
             tcp_nodelay: false,
+            max_keepalive: DEFAULT_MAX_KEEPALIVE,
+            max_queued_bytes: None,
+            max_topic_alias: DEFAULT_MAX_TOPIC_ALIAS,
+            persistent_client_expiration: None,
+            queue_qos0_messages: false,
+            connection_messages: true,
         }
     }
 
-    /// Whether `listener` accepts clients without a username: its own setting, else the
-    /// broker's, else only when it is bound to a loopback address.
+    /// Whether `listener` accepts clients without checked credentials: its own setting, else
+    /// the broker's, else (Mosquitto 2's rule) only on a loopback listener of a broker without
+    /// a password file.
     pub fn anonymous_allowed(&self, listener: &Listener) -> bool {
         listener
             .allow_anonymous
             .or(self.allow_anonymous)
-            .unwrap_or_else(|| listener.bind.ip().is_loopback())
+            .unwrap_or_else(|| self.password_file.is_none() && listener.bind.ip().is_loopback())
     }
 }
 
@@ -183,6 +216,9 @@ pub struct Listener {
     pub protocol: ListenerProtocol,
     /// Overrides `broker.allow_anonymous` for this listener.
     pub allow_anonymous: Option<bool>,
+    /// Not configurable: a default listener that is skipped with a warning when its address
+    /// cannot be bound (the IPv6 loopback on a host without IPv6).
+    pub best_effort: bool,
 }
 
 impl Listener {
@@ -193,6 +229,7 @@ impl Listener {
             tls: None,
             protocol: ListenerProtocol::Mqtt,
             allow_anonymous: None,
+            best_effort: false,
         }
     }
 }
