@@ -1,0 +1,196 @@
+//! Reason codes by name: the MQTT 5 reason codes (one numbering for every packet) and the
+//! MQTT 3.x CONNACK return codes, with the translation between the two for CONNACK.
+//!
+//! Invariants: the 3.x return codes (0x00..=0x05) and the MQTT 5 failure codes (≥ 0x80) do not
+//! overlap, so a CONNACK code says by itself which numbering it is in; [`connack_v3`] and
+//! [`connack_v5`] are the identity on codes already in the target numbering.
+
+// ---- MQTT 5 (§2.4) ----
+pub const SUCCESS: u8 = 0x00;
+pub const NORMAL_DISCONNECTION: u8 = 0x00;
+pub const GRANTED_QOS_0: u8 = 0x00;
+pub const GRANTED_QOS_1: u8 = 0x01;
+pub const GRANTED_QOS_2: u8 = 0x02;
+pub const DISCONNECT_WITH_WILL_MESSAGE: u8 = 0x04;
+pub const NO_MATCHING_SUBSCRIBERS: u8 = 0x10;
+pub const NO_SUBSCRIPTION_EXISTED: u8 = 0x11;
+pub const CONTINUE_AUTHENTICATION: u8 = 0x18;
+pub const RE_AUTHENTICATE: u8 = 0x19;
+pub const UNSPECIFIED_ERROR: u8 = 0x80;
+pub const MALFORMED_PACKET: u8 = 0x81;
+pub const PROTOCOL_ERROR: u8 = 0x82;
+pub const IMPLEMENTATION_SPECIFIC_ERROR: u8 = 0x83;
+pub const UNSUPPORTED_PROTOCOL_VERSION: u8 = 0x84;
+pub const CLIENT_IDENTIFIER_NOT_VALID: u8 = 0x85;
+pub const BAD_USERNAME_OR_PASSWORD: u8 = 0x86;
+pub const NOT_AUTHORIZED: u8 = 0x87;
+pub const SERVER_UNAVAILABLE: u8 = 0x88;
+pub const SERVER_BUSY: u8 = 0x89;
+pub const BANNED: u8 = 0x8A;
+pub const SERVER_SHUTTING_DOWN: u8 = 0x8B;
+pub const BAD_AUTHENTICATION_METHOD: u8 = 0x8C;
+pub const KEEP_ALIVE_TIMEOUT: u8 = 0x8D;
+pub const SESSION_TAKEN_OVER: u8 = 0x8E;
+pub const TOPIC_FILTER_INVALID: u8 = 0x8F;
+pub const TOPIC_NAME_INVALID: u8 = 0x90;
+pub const PACKET_IDENTIFIER_IN_USE: u8 = 0x91;
+pub const PACKET_IDENTIFIER_NOT_FOUND: u8 = 0x92;
+pub const RECEIVE_MAXIMUM_EXCEEDED: u8 = 0x93;
+pub const TOPIC_ALIAS_INVALID: u8 = 0x94;
+pub const PACKET_TOO_LARGE: u8 = 0x95;
+pub const MESSAGE_RATE_TOO_HIGH: u8 = 0x96;
+pub const QUOTA_EXCEEDED: u8 = 0x97;
+pub const ADMINISTRATIVE_ACTION: u8 = 0x98;
+pub const PAYLOAD_FORMAT_INVALID: u8 = 0x99;
+pub const RETAIN_NOT_SUPPORTED: u8 = 0x9A;
+pub const QOS_NOT_SUPPORTED: u8 = 0x9B;
+pub const USE_ANOTHER_SERVER: u8 = 0x9C;
+pub const SERVER_MOVED: u8 = 0x9D;
+pub const SHARED_SUBSCRIPTIONS_NOT_SUPPORTED: u8 = 0x9E;
+pub const CONNECTION_RATE_EXCEEDED: u8 = 0x9F;
+pub const MAXIMUM_CONNECT_TIME: u8 = 0xA0;
+pub const SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED: u8 = 0xA1;
+pub const WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED: u8 = 0xA2;
+
+// ---- MQTT 3.1 / 3.1.1 CONNACK return codes (§3.2.2.3) ----
+pub const V3_ACCEPTED: u8 = 0x00;
+pub const V3_UNACCEPTABLE_PROTOCOL_VERSION: u8 = 0x01;
+pub const V3_IDENTIFIER_REJECTED: u8 = 0x02;
+pub const V3_SERVER_UNAVAILABLE: u8 = 0x03;
+pub const V3_BAD_USERNAME_OR_PASSWORD: u8 = 0x04;
+pub const V3_NOT_AUTHORIZED: u8 = 0x05;
+
+/// MQTT 3.x SUBACK failure return code (3.1.1; 3.1 has none, but 3.1 clients get it too).
+pub const V3_SUBACK_FAILURE: u8 = 0x80;
+
+/// The 3.x CONNACK return code for a CONNACK code in either numbering.
+///
+/// MQTT 5 codes without a 3.x counterpart become "server unavailable" (0x03), the 3.x code
+/// that tells a client to try again later rather than to change its request.
+pub const fn connack_v3(code: u8) -> u8 {
+    match code {
+        V3_ACCEPTED..=V3_NOT_AUTHORIZED => code,
+        UNSUPPORTED_PROTOCOL_VERSION => V3_UNACCEPTABLE_PROTOCOL_VERSION,
+        CLIENT_IDENTIFIER_NOT_VALID => V3_IDENTIFIER_REJECTED,
+        BAD_USERNAME_OR_PASSWORD | BAD_AUTHENTICATION_METHOD => V3_BAD_USERNAME_OR_PASSWORD,
+        NOT_AUTHORIZED | BANNED => V3_NOT_AUTHORIZED,
+        _ => V3_SERVER_UNAVAILABLE,
+    }
+}
+
+/// The MQTT 5 CONNACK reason code for a CONNACK code in either numbering.
+pub const fn connack_v5(code: u8) -> u8 {
+    match code {
+        V3_UNACCEPTABLE_PROTOCOL_VERSION => UNSUPPORTED_PROTOCOL_VERSION,
+        V3_IDENTIFIER_REJECTED => CLIENT_IDENTIFIER_NOT_VALID,
+        V3_SERVER_UNAVAILABLE => SERVER_UNAVAILABLE,
+        V3_BAD_USERNAME_OR_PASSWORD => BAD_USERNAME_OR_PASSWORD,
+        V3_NOT_AUTHORIZED => NOT_AUTHORIZED,
+        _ => code,
+    }
+}
+
+/// The reason codes MQTT 5 allows in a CONNACK.
+pub(super) const CONNACK_CODES: &[u8] = &[
+    SUCCESS,
+    UNSPECIFIED_ERROR,
+    MALFORMED_PACKET,
+    PROTOCOL_ERROR,
+    IMPLEMENTATION_SPECIFIC_ERROR,
+    UNSUPPORTED_PROTOCOL_VERSION,
+    CLIENT_IDENTIFIER_NOT_VALID,
+    BAD_USERNAME_OR_PASSWORD,
+    NOT_AUTHORIZED,
+    SERVER_UNAVAILABLE,
+    SERVER_BUSY,
+    BANNED,
+    BAD_AUTHENTICATION_METHOD,
+    TOPIC_NAME_INVALID,
+    PACKET_TOO_LARGE,
+    QUOTA_EXCEEDED,
+    PAYLOAD_FORMAT_INVALID,
+    RETAIN_NOT_SUPPORTED,
+    QOS_NOT_SUPPORTED,
+    USE_ANOTHER_SERVER,
+    SERVER_MOVED,
+    CONNECTION_RATE_EXCEEDED,
+];
+
+/// The reason codes MQTT 5 allows in a PUBACK or PUBREC.
+pub(super) const PUBACK_CODES: &[u8] = &[
+    SUCCESS,
+    NO_MATCHING_SUBSCRIBERS,
+    UNSPECIFIED_ERROR,
+    IMPLEMENTATION_SPECIFIC_ERROR,
+    NOT_AUTHORIZED,
+    TOPIC_NAME_INVALID,
+    PACKET_IDENTIFIER_IN_USE,
+    QUOTA_EXCEEDED,
+    PAYLOAD_FORMAT_INVALID,
+];
+
+/// The reason codes MQTT 5 allows in a PUBREL or PUBCOMP.
+pub(super) const PUBREL_CODES: &[u8] = &[SUCCESS, PACKET_IDENTIFIER_NOT_FOUND];
+
+/// The reason codes MQTT 5 allows in a SUBACK.
+pub(super) const SUBACK_CODES: &[u8] = &[
+    GRANTED_QOS_0,
+    GRANTED_QOS_1,
+    GRANTED_QOS_2,
+    UNSPECIFIED_ERROR,
+    IMPLEMENTATION_SPECIFIC_ERROR,
+    NOT_AUTHORIZED,
+    TOPIC_FILTER_INVALID,
+    PACKET_IDENTIFIER_IN_USE,
+    QUOTA_EXCEEDED,
+    SHARED_SUBSCRIPTIONS_NOT_SUPPORTED,
+    SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED,
+    WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED,
+];
+
+/// The reason codes MQTT 5 allows in an UNSUBACK.
+pub(super) const UNSUBACK_CODES: &[u8] = &[
+    SUCCESS,
+    NO_SUBSCRIPTION_EXISTED,
+    UNSPECIFIED_ERROR,
+    IMPLEMENTATION_SPECIFIC_ERROR,
+    NOT_AUTHORIZED,
+    TOPIC_FILTER_INVALID,
+    PACKET_IDENTIFIER_IN_USE,
+];
+
+/// The reason codes MQTT 5 allows in a DISCONNECT.
+pub(super) const DISCONNECT_CODES: &[u8] = &[
+    NORMAL_DISCONNECTION,
+    DISCONNECT_WITH_WILL_MESSAGE,
+    UNSPECIFIED_ERROR,
+    MALFORMED_PACKET,
+    PROTOCOL_ERROR,
+    IMPLEMENTATION_SPECIFIC_ERROR,
+    NOT_AUTHORIZED,
+    SERVER_BUSY,
+    SERVER_SHUTTING_DOWN,
+    KEEP_ALIVE_TIMEOUT,
+    SESSION_TAKEN_OVER,
+    TOPIC_FILTER_INVALID,
+    TOPIC_NAME_INVALID,
+    RECEIVE_MAXIMUM_EXCEEDED,
+    TOPIC_ALIAS_INVALID,
+    PACKET_TOO_LARGE,
+    MESSAGE_RATE_TOO_HIGH,
+    QUOTA_EXCEEDED,
+    ADMINISTRATIVE_ACTION,
+    PAYLOAD_FORMAT_INVALID,
+    RETAIN_NOT_SUPPORTED,
+    QOS_NOT_SUPPORTED,
+    USE_ANOTHER_SERVER,
+    SERVER_MOVED,
+    SHARED_SUBSCRIPTIONS_NOT_SUPPORTED,
+    CONNECTION_RATE_EXCEEDED,
+    MAXIMUM_CONNECT_TIME,
+    SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED,
+    WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED,
+];
+
+/// The reason codes MQTT 5 allows in an AUTH.
+pub(super) const AUTH_CODES: &[u8] = &[SUCCESS, CONTINUE_AUTHENTICATION, RE_AUTHENTICATE];
