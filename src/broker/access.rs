@@ -1,5 +1,5 @@
 //! Who may connect and what they may do: the listeners' anonymous policy, the password file and
-//! the ACL, combined into the decisions the broker hooks ask for. Pure: no rmqtt types.
+//! the ACL, combined into the decisions the engine asks for. Pure.
 //!
 //! Connect rules (Mosquitto 2 semantics):
 //! - a client without a username is anonymous: accepted only on a listener that allows
@@ -12,13 +12,6 @@
 
 use super::acl::{Acl, Client};
 use super::passwd::{PasswordFile, Verdict};
-
-/// The connect policy of one listener.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListenerPolicy {
-    /// Whether clients without (checked) credentials may connect.
-    pub anonymous: bool,
-}
 
 /// Why a connect was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,22 +61,13 @@ pub struct Credentials<'a> {
 /// The access decisions of one broker.
 #[derive(Debug, Clone, Default)]
 pub struct Access {
-    listeners: Vec<ListenerPolicy>,
     passwords: Option<PasswordFile>,
     acl: Option<Acl>,
 }
 
 impl Access {
-    pub fn new(
-        listeners: Vec<ListenerPolicy>,
-        passwords: Option<PasswordFile>,
-        acl: Option<Acl>,
-    ) -> Self {
-        Self {
-            listeners,
-            passwords,
-            acl,
-        }
+    pub fn new(passwords: Option<PasswordFile>, acl: Option<Acl>) -> Self {
+        Self { passwords, acl }
     }
 
     /// Whether an ACL is in force (otherwise every access is allowed).
@@ -91,9 +75,9 @@ impl Access {
         self.acl.is_some()
     }
 
-    /// Decides a CONNECT on listener `index`.
-    pub fn authenticate(&self, index: usize, c: Credentials<'_>) -> Result<(), Refusal> {
-        let anonymous_ok = self.listeners.get(index).is_some_and(|l| l.anonymous);
+    /// Decides a CONNECT on a listener that does (`anonymous_ok`) or does not accept clients
+    /// without checked credentials.
+    pub fn authenticate(&self, anonymous_ok: bool, c: Credentials<'_>) -> Result<(), Refusal> {
         match (&self.passwords, c.username) {
             (Some(file), Some(user)) => {
                 let Some(password) = c.password else {
@@ -161,16 +145,12 @@ mod tests {
     use crate::broker::passwd;
 
     fn access(passwords: bool, acl: Option<&str>) -> Access {
-        let listeners = vec![
-            ListenerPolicy { anonymous: true },
-            ListenerPolicy { anonymous: false },
-        ];
         let n = NonZeroU32::new(1).expect("non-zero");
         let file = passwords.then(|| {
             let line = passwd::entry("alice", "pw", n).expect("entry");
             PasswordFile::parse(&line).expect("valid")
         });
-        Access::new(listeners, file, acl.map(|a| Acl::parse(a).expect("acl")))
+        Access::new(file, acl.map(|a| Acl::parse(a).expect("acl")))
     }
 
     fn creds<'a>(user: Option<&'a str>, password: Option<&'a [u8]>) -> Credentials<'a> {
@@ -185,38 +165,33 @@ mod tests {
     #[test]
     fn anonymous_clients_only_where_allowed() {
         let a = access(true, None);
-        assert_eq!(a.authenticate(0, creds(None, None)), Ok(()));
+        assert_eq!(a.authenticate(true, creds(None, None)), Ok(()));
         assert_eq!(
-            a.authenticate(1, creds(None, None)),
+            a.authenticate(false, creds(None, None)),
             Err(Refusal::AnonymousNotAllowed)
         );
-        assert_eq!(a.authenticate(1, creds(Some("alice"), Some(b"pw"))), Ok(()));
+        assert_eq!(a.authenticate(false, creds(Some("alice"), Some(b"pw"))), Ok(()));
         assert_eq!(
-            a.authenticate(0, creds(Some("alice"), Some(b"nope"))),
+            a.authenticate(true, creds(Some("alice"), Some(b"nope"))),
             Err(Refusal::WrongPassword),
             "a username is checked even where anonymous clients are allowed"
         );
         assert_eq!(
-            a.authenticate(1, creds(Some("mallory"), Some(b"pw"))),
+            a.authenticate(false, creds(Some("mallory"), Some(b"pw"))),
             Err(Refusal::UnknownUser)
         );
         assert_eq!(
-            a.authenticate(1, creds(Some("alice"), None)),
+            a.authenticate(false, creds(Some("alice"), None)),
             Err(Refusal::NoPassword)
-        );
-        assert_eq!(
-            a.authenticate(7, creds(None, None)),
-            Err(Refusal::AnonymousNotAllowed),
-            "an unknown listener allows nothing"
         );
     }
 
     #[test]
     fn without_a_password_file_usernames_count_as_anonymous() {
         let a = access(false, None);
-        assert_eq!(a.authenticate(0, creds(Some("x"), Some(b"y"))), Ok(()));
+        assert_eq!(a.authenticate(true, creds(Some("x"), Some(b"y"))), Ok(()));
         assert_eq!(
-            a.authenticate(1, creds(Some("x"), Some(b"y"))),
+            a.authenticate(false, creds(Some("x"), Some(b"y"))),
             Err(Refusal::AnonymousNotAllowed)
         );
     }
@@ -226,9 +201,9 @@ mod tests {
         let a = access(false, Some("topic write lan/#\n"));
         let mut c = creds(None, None);
         c.will_topic = Some("lan/will");
-        assert_eq!(a.authenticate(0, c), Ok(()));
+        assert_eq!(a.authenticate(true, c), Ok(()));
         c.will_topic = Some("other/will");
-        assert_eq!(a.authenticate(0, c), Err(Refusal::WillDenied));
+        assert_eq!(a.authenticate(true, c), Err(Refusal::WillDenied));
         let open = access(false, None);
         assert!(open.may_write("c", None, "x") && open.may_read("c", None, "x"));
         assert!(open.may_subscribe("c", None, "#"));

@@ -1,128 +1,188 @@
-//! Retained-message storage for the embedded broker (rmqtt's default store is a stub).
+//! Retained messages: one per topic, in a trie of topic levels so that a new subscription's
+//! filter (wildcards included) finds its retained messages without a scan of every topic.
 //!
-//! Invariants: a retained message lives until it is replaced or cleared by an empty retained
-//! publish, like Mosquitto; only an explicit MQTT 5 message expiry set by the publisher ends it
-//! earlier (counted from when it was published, across restarts). rmqtt would otherwise apply
-//! the listener's default expiry to retained messages. With persistence, every change (except
-//! the broker's own `$SYS` values) is also handed to the persistence writer, and
-//! [`RetainStore::load`] puts the stored ones back.
+//! Invariants:
+//! - a retained message lives until it is replaced, cleared by an empty retained publish, or
+//!   its MQTT 5 message expiry passes (like Mosquitto; no other expiry);
+//! - `$`-topics are not matched by a filter starting with a wildcard (MQTT-4.7.2-1);
+//! - empty nodes are pruned, so memory follows what is retained now.
+//!
+//! Generic over the stored value so it can be tested without the engine's message type.
 
-use std::time::Duration;
+use std::collections::HashMap;
 
-use async_trait::async_trait;
-use rmqtt::retain::{DefaultRetainStorage, RetainStorage};
-use rmqtt::types::{ClientId, From as RFrom, Id, Retain, TopicFilter, TopicName};
-use rmqtt::utils::timestamp_millis;
-
-use super::escape::unescape;
-use super::persist::{Store, StoredMessage};
-use super::sessions::{rmqtt_publish, stored_message};
-
-/// In-memory retained messages, indexed by a topic tree, written through to the store.
-pub struct RetainStore {
-    inner: DefaultRetainStorage,
-    store: Option<Store>,
+#[derive(Debug)]
+struct Node<V> {
+    children: HashMap<Box<str>, Node<V>>,
+    value: Option<V>,
 }
 
-impl RetainStore {
-    pub fn new(store: Option<Store>) -> Self {
+impl<V> Default for Node<V> {
+    fn default() -> Self {
         Self {
-            inner: DefaultRetainStorage::new(),
-            store,
+            children: HashMap::new(),
+            value: None,
+        }
+    }
+}
+
+impl<V: Clone> Node<V> {
+    fn collect_all(&self, out: &mut Vec<V>) {
+        out.extend(self.value.iter().cloned());
+        for child in self.children.values() {
+            child.collect_all(out);
         }
     }
 
-    /// Puts back retained messages read from the store (expired ones are skipped).
-    pub async fn load(&self, messages: Vec<StoredMessage>, node: u64) -> usize {
-        let now = timestamp_millis();
-        let from = RFrom::from_system(Id::new(
-            node,
-            0,
-            None,
-            None,
-            ClientId::from("$retained"),
-            None,
-        ));
-        let mut loaded = 0;
-        for m in messages {
-            let expiry = match m.props.expiry_secs {
-                Some(secs) => {
-                    let left = i64::from(secs) * 1000 - (now - m.created_ms);
-                    if left <= 0 {
-                        if let Some(store) = &self.store {
-                            store.retain(m.topic.clone(), None);
-                        }
-                        continue;
+    fn walk(&self, mut levels: std::str::Split<'_, char>, root: bool, out: &mut Vec<V>) {
+        let Some(level) = levels.next() else {
+            out.extend(self.value.iter().cloned());
+            return;
+        };
+        match level {
+            "#" => {
+                // `a/#` matches `a` too (MQTT-4.7.1-2).
+                out.extend(self.value.iter().cloned().filter(|_| !root));
+                for (name, child) in &self.children {
+                    if !(root && name.starts_with('$')) {
+                        child.collect_all(out);
                     }
-                    Some(Duration::from_millis(u64::try_from(left).unwrap_or(0)))
                 }
-                None => None,
-            };
-            let publish = rmqtt_publish(&m);
-            let topic = publish.topic.clone();
-            let retain = Retain {
-                msg_id: None,
-                from: from.clone(),
-                publish,
-            };
-            match self.inner.set_with_timeout(&topic, retain, expiry).await {
-                Ok(()) => loaded += 1,
-                Err(e) => {
-                    tracing::warn!(topic = %m.topic, error = %e, "stored retained message not restored")
+            }
+            "+" => {
+                for (name, child) in &self.children {
+                    if !(root && name.starts_with('$')) {
+                        child.walk(levels.clone(), false, out);
+                    }
+                }
+            }
+            literal => {
+                if let Some(child) = self.children.get(literal) {
+                    child.walk(levels, false, out);
                 }
             }
         }
-        loaded
-    }
-}
-
-fn explicit_expiry(retain: &Retain) -> Option<Duration> {
-    retain
-        .publish
-        .properties
-        .as_ref()
-        .and_then(|p| p.message_expiry_interval)
-        .map(|s| Duration::from_secs(u64::from(s.get())))
-}
-
-#[async_trait]
-impl RetainStorage for RetainStore {
-    fn enable(&self) -> bool {
-        true
     }
 
-    async fn set(
-        &self,
-        topic: &TopicName,
-        retain: Retain,
-        _listener_expiry: Option<Duration>,
-    ) -> rmqtt::Result<()> {
-        // `$SYS` values are regenerated after a restart; writing them would only wear the disk.
-        if let Some(store) = self.store.as_ref().filter(|_| !topic.starts_with("$SYS/")) {
-            let plain = unescape(topic).into_owned();
-            let stored = (!retain.publish.payload.is_empty()).then(|| {
-                let mut m = stored_message(&retain.publish, &retain.from);
-                m.retain = true;
-                m.dup = false;
-                m.packet_id = None;
-                m.from_client = None;
-                m
-            });
-            store.retain(plain, stored);
+    /// Removes the value at `levels`; returns it.
+    fn remove(&mut self, mut levels: std::str::Split<'_, char>) -> Option<V> {
+        match levels.next() {
+            None => self.value.take(),
+            Some(level) => {
+                let child = self.children.get_mut(level)?;
+                let removed = child.remove(levels);
+                if child.value.is_none() && child.children.is_empty() {
+                    self.children.remove(level);
+                }
+                removed
+            }
         }
-        let expiry = explicit_expiry(&retain);
-        self.inner.set_with_timeout(topic, retain, expiry).await
+    }
+}
+
+/// The retained messages, by topic.
+#[derive(Debug)]
+pub struct Retained<V> {
+    root: Node<V>,
+    count: usize,
+}
+
+impl<V> Default for Retained<V> {
+    fn default() -> Self {
+        Self {
+            root: Node::default(),
+            count: 0,
+        }
+    }
+}
+
+impl<V: Clone> Retained<V> {
+    /// Sets the retained message of `topic` (a valid topic name); returns the one replaced.
+    pub fn set(&mut self, topic: &str, value: V) -> Option<V> {
+        let mut node = &mut self.root;
+        for level in topic.split('/') {
+            node = node.children.entry(level.into()).or_default();
+        }
+        let old = node.value.replace(value);
+        if old.is_none() {
+            self.count += 1;
+        }
+        old
     }
 
-    async fn get(&self, topic_filter: &TopicFilter) -> rmqtt::Result<Vec<(TopicName, Retain)>> {
-        self.inner.get_message(topic_filter).await
+    /// Clears the retained message of `topic`; returns it.
+    pub fn clear(&mut self, topic: &str) -> Option<V> {
+        let old = self.root.remove(topic.split('/'));
+        if old.is_some() {
+            self.count -= 1;
+        }
+        old
     }
 
-    async fn count(&self) -> isize {
-        self.inner.count().await
+    /// Appends every retained message whose topic matches `filter` (a valid filter).
+    pub fn matching(&self, filter: &str, out: &mut Vec<V>) {
+        self.root.walk(filter.split('/'), true, out);
     }
 
-    async fn max(&self) -> isize {
-        self.inner.max().await
+    pub fn len(&self) -> usize {
+        self.count
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn topics(r: &Retained<String>, filter: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        r.matching(filter, &mut out);
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn filters_find_their_retained_messages() {
+        let mut r = Retained::default();
+        for t in ["a", "a/b", "a/b/c", "a/c", "$SYS/x", "/x", "b"] {
+            r.set(t, t.to_owned());
+        }
+        assert_eq!(topics(&r, "a/#"), ["a", "a/b", "a/b/c", "a/c"]);
+        assert_eq!(topics(&r, "a/+"), ["a/b", "a/c"]);
+        assert_eq!(topics(&r, "#"), ["/x", "a", "a/b", "a/b/c", "a/c", "b"]);
+        assert_eq!(topics(&r, "+"), ["a", "b"]);
+        assert_eq!(topics(&r, "+/x"), ["/x"]);
+        assert_eq!(topics(&r, "$SYS/#"), ["$SYS/x"]);
+        assert_eq!(topics(&r, "a/b/c"), ["a/b/c"]);
+        assert_eq!(r.len(), 7);
+        assert_eq!(r.clear("a/b").as_deref(), Some("a/b"));
+        assert_eq!(r.clear("a/b"), None);
+        assert_eq!(topics(&r, "a/#"), ["a", "a/b/c", "a/c"]);
+        assert_eq!(r.len(), 6);
+        for t in ["a", "a/b/c", "a/c", "$SYS/x", "/x", "b"] {
+            r.clear(t);
+        }
+        assert!(r.root.children.is_empty(), "pruned");
+    }
+
+    proptest! {
+        #[test]
+        fn agrees_with_the_plain_matcher(
+            set in proptest::collection::btree_set("(a|b|\\$s|)(/(a|b|c|)){0,3}", 0..12),
+            filter in "(a|b|\\+|#|\\$s)(/(a|b|\\+|c)){0,3}(/#)?",
+        ) {
+            prop_assume!(!filter.starts_with("#/"));
+            let mut r = Retained::default();
+            for t in &set {
+                r.set(t, t.clone());
+            }
+            let want: Vec<String> = set
+                .iter()
+                .filter(|t| crate::topics::matches(&filter, t))
+                .cloned()
+                .collect();
+            prop_assert_eq!(topics(&r, &filter), want);
+        }
     }
 }

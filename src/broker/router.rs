@@ -1,185 +1,463 @@
-//! Subscription routing: rmqtt's router with two corrections, both applied when a message is
-//! matched against the subscriptions.
+//! The subscription index: a trie of topic-filter levels, matched against topic names.
 //!
-//! - One copy per client at the highest QoS: rmqtt delivers an MQTT 3.1.1 message once per
-//!   matching subscription of a client, and an MQTT 5 message once at the QoS of whichever
-//!   matching subscription it finds first. The specification (MQTT-3.3.5-1, v5 §3.3.4) asks for
-//!   the maximum QoS of all matching subscriptions; like Mosquitto, ferrule delivers one copy
-//!   at that QoS, carrying every matching MQTT 5 subscription identifier.
-//! - Read access: with an ACL, a subscriber only gets the messages it may read
-//!   ([`super::acl`]), so a wide subscription such as `#` never leaks what the ACL hides.
+//! Each subscription is stored at the node of its filter's last literal/`+` level: in `exact`
+//! when the filter ends there, in `hash` when it ends with `/#` (so `a/#` sits at `a`, and
+//! also matches `a` itself, as MQTT-4.7.1-2 wants). Shared subscriptions
+//! (`$share/{group}/{filter}`) sit at their filter's node too, grouped by name; a message
+//! goes to one member of each group (round robin, connected members first).
 //!
-//! Adding and removing subscriptions, and everything else, is rmqtt's [`DefaultRouter`].
+//! Invariants:
+//! - one entry per (subscriber, filter, group): subscribing again replaces the options;
+//! - topics starting with `$` are never matched by a filter starting with `+` or `#`
+//!   (MQTT-4.7.2-1);
+//! - nodes without subscriptions and without children are removed, so the trie only holds
+//!   what is subscribed now.
+//!
+//! The trie knows nothing about sessions: a subscriber is any [`Subscriber`] (the engine's
+//! session handle), compared by identity.
 
 use std::collections::HashMap;
-use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use async_trait::async_trait;
-use rmqtt::context::ServerContext;
-use rmqtt::router::{DefaultRouter, Router};
-use rmqtt::trie::VecToTopic;
-use rmqtt::types::{
-    AllRelationsMap, ClientId, HashMap as RHashMap, Id, NodeId, QoS, Route, SubRelation,
-    SubRelationsMap, SubsSearchParams, SubsSearchResult, SubscriptionOptions, Topic, TopicName,
-};
-use rmqtt::utils::Counter;
-
-use super::access::Access;
-use super::escape::unescape;
-
-/// rmqtt's router with per-client merging and read checks.
-pub struct SpecRouter {
-    inner: DefaultRouter,
-    access: Arc<Access>,
+/// What the trie needs of a subscriber.
+pub trait Subscriber: Clone {
+    /// Same subscriber (identity, not equality of contents).
+    fn same(&self, other: &Self) -> bool;
+    /// Connected now: shared subscriptions prefer such members.
+    fn available(&self) -> bool;
 }
 
-impl SpecRouter {
-    pub fn new(scx: ServerContext, access: Arc<Access>) -> Self {
+/// The options of one subscription, as MQTT 5 names them (MQTT 3.1.1 uses only `qos`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubOpts {
+    /// Maximum QoS granted.
+    pub qos: u8,
+    pub no_local: bool,
+    pub retain_as_published: bool,
+    /// Subscription identifier (MQTT 5), 0 when none.
+    pub sub_id: u32,
+}
+
+/// One match of a topic: a subscriber and the options of the subscription that matched.
+#[derive(Debug, Clone)]
+pub struct Match<S> {
+    pub subscriber: S,
+    pub opts: SubOpts,
+    /// Matched through a shared subscription (no-local does not apply, MQTT-3.8.3-4).
+    pub shared: bool,
+}
+
+#[derive(Debug)]
+struct Entry<S> {
+    subscriber: S,
+    opts: SubOpts,
+}
+
+#[derive(Debug)]
+struct Group<S> {
+    name: Box<str>,
+    members: Vec<Entry<S>>,
+    next: AtomicUsize,
+}
+
+#[derive(Debug)]
+struct Subs<S> {
+    plain: Vec<Entry<S>>,
+    groups: Vec<Group<S>>,
+}
+
+impl<S> Default for Subs<S> {
+    fn default() -> Self {
         Self {
-            inner: DefaultRouter::new(Some(scx)),
-            access,
+            plain: Vec::new(),
+            groups: Vec::new(),
         }
     }
 }
 
-/// The matching subscriptions of one client, merged.
-struct Merged {
-    filter: rmqtt::types::TopicFilter,
-    opts: SubscriptionOptions,
-    sub_ids: Vec<rmqtt::types::SubscriptionIdentifier>,
-}
-
-fn rank(qos: QoS) -> u8 {
-    match qos {
-        QoS::AtMostOnce => 0,
-        QoS::AtLeastOnce => 1,
-        QoS::ExactlyOnce => 2,
-    }
-}
-
-#[async_trait]
-impl Router for SpecRouter {
-    async fn add(
-        &self,
-        topic_filter: &str,
-        id: Id,
-        opts: SubscriptionOptions,
-    ) -> rmqtt::Result<()> {
-        self.inner.add(topic_filter, id, opts).await
+impl<S: Subscriber> Subs<S> {
+    fn is_empty(&self) -> bool {
+        self.plain.is_empty() && self.groups.is_empty()
     }
 
-    async fn remove(&self, topic_filter: &str, id: Id) -> rmqtt::Result<bool> {
-        self.inner.remove(topic_filter, id).await
-    }
-
-    async fn matches(&self, this_id: Id, topic: &TopicName) -> rmqtt::Result<SubRelationsMap> {
-        let parsed = Topic::from_str(topic)?;
-        let plain = unescape(topic);
-        let check_read = self.access.has_acl();
-        // Insertion order per node, so delivery order does not depend on hashing.
-        let mut merged: HashMap<NodeId, Vec<(ClientId, Merged)>> = HashMap::new();
-        let mut index: HashMap<ClientId, (NodeId, usize)> = HashMap::new();
-        for (levels, _) in self.inner.topics.read().await.matches(&parsed).iter() {
-            let filter = levels.to_topic_filter();
-            let Some(rels) = self.inner.relations.get(&filter) else {
-                continue;
-            };
-            for (client_id, (id, opts)) in rels.iter() {
-                if opts.no_local() == Some(true) && *id == this_id {
-                    continue;
-                }
-                if check_read
-                    && !self
-                        .access
-                        .may_read(client_id, id.username.as_deref(), &plain)
-                {
-                    continue;
-                }
-                let sub_id = opts.subscription_identifier();
-                match index.get(client_id) {
-                    Some(&(node, i)) => {
-                        let m = &mut merged.entry(node).or_default()[i].1;
-                        if rank(opts.qos()) > rank(m.opts.qos()) {
-                            m.filter = filter.clone();
-                            m.opts = opts.clone();
-                        }
-                        m.sub_ids.extend(sub_id);
-                    }
+    /// Adds or replaces; returns whether the subscription is new.
+    fn insert(&mut self, group: Option<&str>, subscriber: &S, opts: SubOpts) -> bool {
+        let list = match group {
+            None => &mut self.plain,
+            Some(name) => {
+                let at = match self.groups.iter().position(|g| &*g.name == name) {
+                    Some(at) => at,
                     None => {
-                        let list = merged.entry(id.node_id).or_default();
-                        index.insert(client_id.clone(), (id.node_id, list.len()));
-                        list.push((
-                            client_id.clone(),
-                            Merged {
-                                filter: filter.clone(),
-                                opts: opts.clone(),
-                                sub_ids: sub_id.into_iter().collect(),
-                            },
-                        ));
+                        self.groups.push(Group {
+                            name: name.into(),
+                            members: Vec::new(),
+                            next: AtomicUsize::new(0),
+                        });
+                        self.groups.len() - 1
                     }
-                }
+                };
+                &mut self.groups[at].members
+            }
+        };
+        match list.iter_mut().find(|e| e.subscriber.same(subscriber)) {
+            Some(e) => {
+                e.opts = opts;
+                false
+            }
+            None => {
+                list.push(Entry {
+                    subscriber: subscriber.clone(),
+                    opts,
+                });
+                true
             }
         }
-        let mut out = SubRelationsMap::default();
-        for (node, list) in merged {
-            let rels: Vec<SubRelation> = list
-                .into_iter()
-                .map(|(client_id, m)| {
-                    let ids = (!m.sub_ids.is_empty()).then_some(m.sub_ids);
-                    (m.filter, client_id, m.opts, ids, None)
-                })
-                .collect();
-            out.insert(node, rels);
+    }
+
+    fn remove(&mut self, group: Option<&str>, subscriber: &S) -> bool {
+        let remove_from = |list: &mut Vec<Entry<S>>| match list
+            .iter()
+            .position(|e| e.subscriber.same(subscriber))
+        {
+            Some(at) => {
+                list.swap_remove(at);
+                true
+            }
+            None => false,
+        };
+        match group {
+            None => remove_from(&mut self.plain),
+            Some(name) => {
+                let Some(at) = self.groups.iter().position(|g| &*g.name == name) else {
+                    return false;
+                };
+                let removed = remove_from(&mut self.groups[at].members);
+                if self.groups[at].members.is_empty() {
+                    self.groups.swap_remove(at);
+                }
+                removed
+            }
         }
-        Ok(out)
     }
 
-    async fn is_online(&self, node_id: NodeId, client_id: &str) -> bool {
-        self.inner.is_online(node_id, client_id).await
+    fn collect(&self, out: &mut Vec<Match<S>>) {
+        out.extend(self.plain.iter().map(|e| Match {
+            subscriber: e.subscriber.clone(),
+            opts: e.opts,
+            shared: false,
+        }));
+        for g in &self.groups {
+            if let Some(e) = pick(g) {
+                out.push(Match {
+                    subscriber: e.subscriber.clone(),
+                    opts: e.opts,
+                    shared: true,
+                });
+            }
+        }
+    }
+}
+
+/// The next member of a group in round-robin order, preferring connected members.
+fn pick<S: Subscriber>(g: &Group<S>) -> Option<&Entry<S>> {
+    let n = g.members.len();
+    if n == 0 {
+        return None;
+    }
+    let start = g.next.fetch_add(1, Ordering::Relaxed) % n;
+    (0..n)
+        .map(|i| &g.members[(start + i) % n])
+        .find(|e| e.subscriber.available())
+        .or_else(|| g.members.get(start))
+}
+
+#[derive(Debug)]
+struct Node<S> {
+    children: HashMap<Box<str>, Node<S>>,
+    plus: Option<Box<Node<S>>>,
+    /// Filters ending at this node.
+    exact: Subs<S>,
+    /// Filters ending with `/#` after this node (or `#` alone, at the root).
+    hash: Subs<S>,
+}
+
+impl<S> Default for Node<S> {
+    fn default() -> Self {
+        Self {
+            children: HashMap::new(),
+            plus: None,
+            exact: Subs::default(),
+            hash: Subs::default(),
+        }
+    }
+}
+
+impl<S: Subscriber> Node<S> {
+    fn is_empty(&self) -> bool {
+        self.children.is_empty()
+            && self.plus.is_none()
+            && self.exact.is_empty()
+            && self.hash.is_empty()
     }
 
-    async fn gets(&self, limit: usize) -> Vec<Route> {
-        self.inner.gets(limit).await
+    fn walk<'a>(&self, mut levels: std::str::Split<'a, char>, root_dollar: bool, out: &mut Vec<Match<S>>) {
+        if !root_dollar {
+            self.hash.collect(out);
+        }
+        let Some(level) = levels.next() else {
+            self.exact.collect(out);
+            return;
+        };
+        if let Some(child) = self.children.get(level) {
+            child.walk(levels.clone(), false, out);
+        }
+        if !root_dollar {
+            if let Some(plus) = &self.plus {
+                plus.walk(levels, false, out);
+            }
+        }
     }
 
-    async fn get(&self, topic: &str) -> rmqtt::Result<Vec<Route>> {
-        self.inner.get(topic).await
+    fn remove(&mut self, mut levels: std::str::Split<'_, char>, group: Option<&str>, s: &S) -> bool {
+        match levels.next() {
+            None => self.exact.remove(group, s),
+            Some("#") => self.hash.remove(group, s),
+            Some("+") => {
+                let Some(plus) = self.plus.as_mut() else {
+                    return false;
+                };
+                let removed = plus.remove(levels, group, s);
+                if plus.is_empty() {
+                    self.plus = None;
+                }
+                removed
+            }
+            Some(level) => {
+                let Some(child) = self.children.get_mut(level) else {
+                    return false;
+                };
+                let removed = child.remove(levels, group, s);
+                if child.is_empty() {
+                    self.children.remove(level);
+                }
+                removed
+            }
+        }
+    }
+}
+
+/// The subscriptions of every subscriber.
+#[derive(Debug)]
+pub struct Router<S> {
+    root: Node<S>,
+    count: usize,
+}
+
+impl<S> Default for Router<S> {
+    fn default() -> Self {
+        Self {
+            root: Node::default(),
+            count: 0,
+        }
+    }
+}
+
+impl<S: Subscriber> Router<S> {
+    /// Adds (or replaces the options of) `subscriber`'s subscription to `filter` (a valid
+    /// filter, without its `$share/{group}/` prefix). Returns whether it is new.
+    pub fn subscribe(&mut self, filter: &str, group: Option<&str>, subscriber: &S, opts: SubOpts) -> bool {
+        let mut node = &mut self.root;
+        let mut levels = filter.split('/').peekable();
+        let mut ends_with_hash = false;
+        while let Some(level) = levels.next() {
+            if level == "#" && levels.peek().is_none() {
+                ends_with_hash = true;
+                break;
+            }
+            node = if level == "+" {
+                node.plus.get_or_insert_with(Box::default)
+            } else {
+                node.children.entry(level.into()).or_default()
+            };
+        }
+        let subs = if ends_with_hash {
+            &mut node.hash
+        } else {
+            &mut node.exact
+        };
+        let added = subs.insert(group, subscriber, opts);
+        if added {
+            self.count += 1;
+        }
+        added
     }
 
-    async fn query_subscriptions(&self, q: &SubsSearchParams) -> Vec<SubsSearchResult> {
-        self.inner.query_subscriptions(q).await
+    /// Removes `subscriber`'s subscription to `filter`; returns whether it existed.
+    pub fn unsubscribe(&mut self, filter: &str, group: Option<&str>, subscriber: &S) -> bool {
+        let removed = self.root.remove(filter.split('/'), group, subscriber);
+        if removed {
+            self.count -= 1;
+        }
+        removed
     }
 
-    async fn topics_tree(&self) -> usize {
-        self.inner.topics_tree().await
+    /// Appends to `out` every subscription matching `topic` (a valid topic name): one entry per
+    /// matching plain subscription, one member per matching shared group.
+    pub fn matches(&self, topic: &str, out: &mut Vec<Match<S>>) {
+        self.root.walk(topic.split('/'), topic.starts_with('$'), out);
     }
 
-    fn topics(&self) -> Counter {
-        self.inner.topics()
+    /// Number of subscriptions (each shared member counts once).
+    pub fn len(&self) -> usize {
+        self.count
     }
 
-    fn routes(&self) -> Counter {
-        self.inner.routes()
+    /// Number of shared-subscription groups (for `$SYS`).
+    pub fn shared_groups(&self) -> usize {
+        fn count<S: Subscriber>(n: &Node<S>) -> usize {
+            n.exact.groups.len()
+                + n.hash.groups.len()
+                + n.children.values().map(count).sum::<usize>()
+                + n.plus.as_deref().map_or(0, count)
+        }
+        count(&self.root)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    struct Sub(Arc<(u32, AtomicBool)>);
+
+    impl Sub {
+        fn new(id: u32) -> Self {
+            Sub(Arc::new((id, AtomicBool::new(true))))
+        }
+        fn id(&self) -> u32 {
+            self.0 .0
+        }
     }
 
-    fn merge_topics(&self, topics_map: &RHashMap<NodeId, Counter>) -> Counter {
-        self.inner.merge_topics(topics_map)
+    impl Subscriber for Sub {
+        fn same(&self, other: &Self) -> bool {
+            Arc::ptr_eq(&self.0, &other.0)
+        }
+        fn available(&self) -> bool {
+            self.0 .1.load(Ordering::Relaxed)
+        }
     }
 
-    fn merge_routes(&self, routes_map: &RHashMap<NodeId, Counter>) -> Counter {
-        self.inner.merge_routes(routes_map)
+    fn opts(qos: u8) -> SubOpts {
+        SubOpts {
+            qos,
+            no_local: false,
+            retain_as_published: false,
+            sub_id: 0,
+        }
     }
 
-    async fn list_topics(&self, top: usize) -> Vec<String> {
-        self.inner.list_topics(top).await
+    fn ids(r: &Router<Sub>, topic: &str) -> Vec<u32> {
+        let mut out = Vec::new();
+        r.matches(topic, &mut out);
+        let mut ids: Vec<u32> = out.iter().map(|m| m.subscriber.id()).collect();
+        ids.sort_unstable();
+        ids
     }
 
-    async fn list_relations(&self, top: usize) -> Vec<serde_json::Value> {
-        self.inner.list_relations(top).await
+    #[test]
+    fn wildcards_match_like_the_specification_says() {
+        let mut r = Router::default();
+        let subs: Vec<Sub> = (0..8).map(Sub::new).collect();
+        for (s, f) in subs.iter().zip([
+            "a/b", "a/+", "a/#", "#", "+/+", "+", "a/+/c", "$SYS/#",
+        ]) {
+            r.subscribe(f, None, s, opts(0));
+        }
+        assert_eq!(ids(&r, "a/b"), [0, 1, 2, 3, 4]);
+        assert_eq!(ids(&r, "a"), [2, 3, 5], "a/# matches the parent level");
+        assert_eq!(ids(&r, "a/x/c"), [2, 3, 6]);
+        assert_eq!(ids(&r, "b"), [3, 5]);
+        assert_eq!(ids(&r, "/b"), [3, 4], "an empty first level is a level");
+        assert_eq!(ids(&r, "$SYS/x"), [7], "no leading wildcard matches a $ topic");
+        assert_eq!(ids(&r, "$SYS"), [7]);
+        assert_eq!(ids(&r, "a/$x"), [1, 2, 3, 4], "$ only matters at the first level");
+        assert_eq!(r.len(), 8);
     }
 
-    fn relations(&self) -> &AllRelationsMap {
-        self.inner.relations()
+    #[test]
+    fn subscribing_again_replaces_and_unsubscribe_prunes() {
+        let mut r = Router::default();
+        let s = Sub::new(1);
+        assert!(r.subscribe("a/+/c", None, &s, opts(0)));
+        assert!(!r.subscribe("a/+/c", None, &s, opts(2)));
+        let mut out = Vec::new();
+        r.matches("a/b/c", &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].opts.qos, 2);
+        assert!(r.unsubscribe("a/+/c", None, &s));
+        assert!(!r.unsubscribe("a/+/c", None, &s));
+        assert!(r.root.is_empty(), "no empty nodes stay");
+        assert_eq!(r.len(), 0);
+    }
+
+    #[test]
+    fn shared_groups_deliver_to_one_member_in_turn_preferring_connected_ones() {
+        let mut r = Router::default();
+        let (a, b, c) = (Sub::new(1), Sub::new(2), Sub::new(3));
+        r.subscribe("t/#", Some("g"), &a, opts(1));
+        r.subscribe("t/#", Some("g"), &b, opts(1));
+        r.subscribe("t/#", Some("h"), &c, opts(1));
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            let got = ids(&r, "t/x");
+            assert_eq!(got.len(), 2, "one per group: {got:?}");
+            assert!(got.contains(&3));
+            seen.push(got[0]);
+        }
+        assert_eq!(seen, [1, 2, 1, 2]);
+        b.0 .1.store(false, Ordering::Relaxed);
+        for _ in 0..3 {
+            assert_eq!(ids(&r, "t/x"), [1, 3], "the offline member is skipped");
+        }
+        assert_eq!(r.shared_groups(), 2);
+        r.unsubscribe("t/#", Some("g"), &a);
+        r.unsubscribe("t/#", Some("g"), &b);
+        assert_eq!(r.shared_groups(), 1);
+    }
+
+    fn matches_naively(filter: &str, topic: &str) -> bool {
+        crate::topics::matches(filter, topic)
+    }
+
+    proptest! {
+        #[test]
+        fn agrees_with_the_plain_matcher(
+            filters in proptest::collection::vec("(a|b|\\+|\\$s)(/(a|b|\\+|c|#)){0,3}", 1..8),
+            topic in "(a|b|c|\\$s|)(/(a|b|c|)){0,4}",
+        ) {
+            let mut r = Router::default();
+            let valid: Vec<&String> = filters
+                .iter()
+                .filter(|f| !f.contains("#/") && !f.ends_with("#/"))
+                .collect();
+            let subs: Vec<Sub> = (0..valid.len() as u32).map(Sub::new).collect();
+            for (s, f) in subs.iter().zip(&valid) {
+                r.subscribe(f, None, s, opts(0));
+            }
+            let want: Vec<u32> = valid
+                .iter()
+                .zip(&subs)
+                .filter(|(f, _)| matches_naively(f, &topic))
+                .map(|(_, s)| s.id())
+                .collect();
+            prop_assert_eq!(ids(&r, &topic), want);
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! The broker's counters: what `$SYS/broker/...` publishes and what a metrics endpoint reads.
 //!
-//! Every counter is a relaxed atomic updated by the broker hooks; [`BrokerStats::snapshot`]
+//! Every counter is a relaxed atomic updated by the engine and its connections; [`BrokerStats::snapshot`]
 //! reads them all at once (not atomically as a set: each value is exact, the set is a moment's
 //! view). Counters only grow, except the gauge `clients_connected`, which follows connects and
 //! disconnects. Counts the broker can compute (sessions, subscriptions, retained messages) are in
@@ -40,6 +40,28 @@ pub struct BrokerStats {
     pub dropped_other: AtomicU64,
     /// Publishes refused because the uplink tap could not accept them.
     pub tap_refused: AtomicU64,
+    /// Messages not sent because they exceed the client's maximum packet size.
+    pub dropped_too_large: AtomicU64,
+    /// Publishes refused for a payload that does not match its format indicator.
+    pub publish_invalid: AtomicU64,
+    /// Sessions that expired while their client was away.
+    pub sessions_expired: AtomicU64,
+    /// Connections that sent something other than a valid CONNECT.
+    pub connects_malformed: AtomicU64,
+    /// Connections that sent no CONNECT in time.
+    pub connect_timeouts: AtomicU64,
+    /// Connects refused by `max_connections`.
+    pub connects_over_limit: AtomicU64,
+    /// MQTT packets of every kind received and sent.
+    pub packets_received: AtomicU64,
+    pub packets_sent: AtomicU64,
+    /// Bytes read from and written to client connections.
+    pub net_bytes_received: AtomicU64,
+    pub net_bytes_sent: AtomicU64,
+    /// Connections accepted by a listener (before any CONNECT).
+    pub sockets: AtomicU64,
+    /// Highest anonymous resident memory seen by `$SYS` (bytes).
+    pub heap_maximum: AtomicU64,
 }
 
 /// The broker's state at a moment: its counters and what it holds.
@@ -50,8 +72,15 @@ pub struct BrokerStatus {
     pub sessions: u64,
     /// Subscriptions of all sessions.
     pub subscriptions: u64,
+    /// Shared-subscription groups.
+    pub shared_subscriptions: u64,
     /// Retained messages.
     pub retained: u64,
+    /// Messages queued or in flight in sessions, and their bytes.
+    pub stored_messages: u64,
+    pub stored_bytes: u64,
+    /// The process's anonymous resident memory (bytes).
+    pub heap: u64,
 }
 
 /// A moment's values of [`BrokerStats`].
@@ -71,6 +100,25 @@ pub struct StatsSnapshot {
     pub dropped_queue_full: u64,
     pub dropped_other: u64,
     pub tap_refused: u64,
+    pub dropped_too_large: u64,
+    pub publish_invalid: u64,
+    pub sessions_expired: u64,
+    pub connects_malformed: u64,
+    pub connect_timeouts: u64,
+    pub connects_over_limit: u64,
+    pub packets_received: u64,
+    pub packets_sent: u64,
+    pub net_bytes_received: u64,
+    pub net_bytes_sent: u64,
+    pub sockets: u64,
+    pub heap_maximum: u64,
+}
+
+impl StatsSnapshot {
+    /// Messages dropped for any reason.
+    pub fn dropped(&self) -> u64 {
+        self.dropped_queue_full + self.dropped_other + self.dropped_too_large
+    }
 }
 
 impl Default for BrokerStats {
@@ -96,7 +144,24 @@ impl BrokerStats {
             dropped_queue_full: AtomicU64::new(0),
             dropped_other: AtomicU64::new(0),
             tap_refused: AtomicU64::new(0),
+            dropped_too_large: AtomicU64::new(0),
+            publish_invalid: AtomicU64::new(0),
+            sessions_expired: AtomicU64::new(0),
+            connects_malformed: AtomicU64::new(0),
+            connect_timeouts: AtomicU64::new(0),
+            connects_over_limit: AtomicU64::new(0),
+            packets_received: AtomicU64::new(0),
+            packets_sent: AtomicU64::new(0),
+            net_bytes_received: AtomicU64::new(0),
+            net_bytes_sent: AtomicU64::new(0),
+            sockets: AtomicU64::new(0),
+            heap_maximum: AtomicU64::new(0),
         }
+    }
+
+    /// `$SYS` saw this much heap.
+    pub fn heap_seen(&self, bytes: u64) {
+        self.heap_maximum.fetch_max(bytes, Ordering::Relaxed);
     }
 
     /// Adds one to a counter.
@@ -139,28 +204,22 @@ impl BrokerStats {
             dropped_queue_full: u(&self.dropped_queue_full),
             dropped_other: u(&self.dropped_other),
             tap_refused: u(&self.tap_refused),
+            dropped_too_large: u(&self.dropped_too_large),
+            publish_invalid: u(&self.publish_invalid),
+            sessions_expired: u(&self.sessions_expired),
+            connects_malformed: u(&self.connects_malformed),
+            connect_timeouts: u(&self.connect_timeouts),
+            connects_over_limit: u(&self.connects_over_limit),
+            packets_received: u(&self.packets_received),
+            packets_sent: u(&self.packets_sent),
+            net_bytes_received: u(&self.net_bytes_received),
+            net_bytes_sent: u(&self.net_bytes_sent),
+            sockets: u(&self.sockets),
+            heap_maximum: u(&self.heap_maximum),
         }
     }
 }
 
-/// Size of a PUBLISH packet with this topic, payload and properties length: fixed header
-/// (1 byte + remaining-length varint), topic (2 + len), packet id (QoS > 0), properties,
-/// payload.
-pub fn publish_size(
-    topic_len: usize,
-    payload_len: usize,
-    qos_above_0: bool,
-    props_len: usize,
-) -> u64 {
-    let remaining = 2 + topic_len + if qos_above_0 { 2 } else { 0 } + props_len + payload_len;
-    let varint = match remaining {
-        0..=127 => 1,
-        128..=16_383 => 2,
-        16_384..=2_097_151 => 3,
-        _ => 4,
-    };
-    (1 + varint + remaining) as u64
-}
 
 #[cfg(test)]
 mod tests {
@@ -181,13 +240,5 @@ mod tests {
             (snap.connects, snap.messages_received, snap.bytes_received),
             (3, 1, 10)
         );
-    }
-
-    #[test]
-    fn publish_sizes_follow_the_wire_format() {
-        // "a/b", "hi", QoS 0: 0x30, len 7, 00 03 'a/b', 'hi'.
-        assert_eq!(publish_size(3, 2, false, 0), 9);
-        assert_eq!(publish_size(3, 2, true, 0), 11);
-        assert_eq!(publish_size(1, 200, false, 0), 1 + 2 + 203);
     }
 }

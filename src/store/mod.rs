@@ -35,7 +35,7 @@ pub mod counters;
 pub mod error;
 pub mod inspect;
 pub mod queue;
-mod recover;
+pub(crate) mod recover;
 mod schema;
 mod worker;
 
