@@ -38,7 +38,7 @@ use crate::topics::Topics;
 use crate::uplink::{Forwarder, Local, UplinkTask};
 use lines::{FieldCtx, Lines};
 use router::Router;
-use switch::{LocalSwitch, TapSwitch};
+use switch::TapSwitch;
 
 /// Runs the agent until `shutdown` resolves, then drains. Errors are start-up failures
 /// (listener in use, queue unreadable, TLS material missing); everything after start-up is
@@ -127,7 +127,6 @@ pub(crate) struct Agent {
     health: Health,
     queue: Option<Queue>,
     tap: Arc<TapSwitch>,
-    local: Arc<LocalSwitch>,
     broker: Arc<Broker>,
     uplink: Option<Task>,
     /// Connection slots shared by every line; replaced (with every line) when `modbus`
@@ -163,7 +162,6 @@ impl Agent {
             .publish(agent_state(&topics, "online"))
             .await
             .context("cannot publish the agent state")?;
-        let local = Arc::new(LocalSwitch::new(broker.clone()));
         let devices: Vec<Arc<Device>> = std::mem::take(&mut config.devices)
             .into_iter()
             .map(Arc::new)
@@ -178,7 +176,6 @@ impl Agent {
             health,
             queue,
             tap,
-            local,
             broker,
             uplink: None,
             slots,
@@ -223,7 +220,7 @@ impl Agent {
             self.health.metrics.set_uplink(None);
             return Ok(());
         };
-        let local: Arc<dyn Local> = self.local.clone();
+        let local: Arc<dyn Local> = self.broker.clone();
         let task = UplinkTask::new(u, &self.topics, q.clone(), local)
             .context("cannot set up the uplink")?
             .with_beat(self.health.progress.register("uplink"));

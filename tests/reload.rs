@@ -293,7 +293,7 @@ fn the_uplink_restarts_alone_and_keeps_its_backlog_and_the_broker_alone_too() {
 }
 
 #[test]
-fn a_broker_section_change_rebinds_the_same_port() {
+fn a_broker_section_change_keeps_clients_connected_and_a_bad_one_changes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let a = ModbusDevice::start(&[1]);
     let b = ModbusDevice::start(&[1]);
@@ -320,13 +320,23 @@ fn a_broker_section_change_rebinds_the_same_port() {
     assert!(
         !agent.lines()[from..=at]
             .iter()
-            .any(|l| l.contains("keeping the old one")),
+            .any(|l| l.contains("the old one stays in force")),
         "{}",
         agent.tail()
     );
     let again = mqtt::sub(port, "rl/#");
     a.set(1, Table::Holding, 1, &[5]);
     again.wait_for(WAIT, |m| m.topic == "rl/a/x" && m.json()["value"] == 5);
+    // The subscriber connected before the reload was never dropped: it gets the new value on
+    // the connection it had.
+    sub.wait_for(WAIT, |m| m.topic == "rl/a/x" && m.json()["value"] == 5);
+    assert!(
+        !agent.lines()[from..]
+            .iter()
+            .any(|l| l.contains("client disconnected")),
+        "{}",
+        agent.tail()
+    );
     // A listener that cannot be bound (the port is taken) leaves the old section in force.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let taken_port = taken.local_addr().expect("addr").port();
@@ -339,10 +349,15 @@ fn a_broker_section_change_rebinds_the_same_port() {
         ),
     );
     wait_reloaded(&agent, from);
-    agent.wait_for_line_after(from, |l: &str| l.contains("keeping the old one"), WAIT);
+    agent.wait_for_line_after(
+        from,
+        |l: &str| l.contains("the old one stays in force"),
+        WAIT,
+    );
     let last = mqtt::sub(port, "rl/#");
     a.set(1, Table::Holding, 1, &[6]);
     last.wait_for(WAIT, |m| m.topic == "rl/a/x" && m.json()["value"] == 6);
+    sub.wait_for(WAIT, |m| m.topic == "rl/a/x" && m.json()["value"] == 6);
 }
 
 /// A serial bus is one line: a change to one of its devices restarts the bus task, which

@@ -4,7 +4,9 @@
 //!
 //! Invariants: the queue is never closed or reopened by a reload (a changed `uplink.queue`
 //! section waits for a restart, and says so); a line whose devices did not change keeps its
-//! task; a broker that cannot bind its new listeners is brought back on its old section.
+//! task; a broker section is applied to the running broker (clients stay connected), and one
+//! it cannot apply (a listener that cannot bind, an unreadable password file) leaves the old
+//! section in force, with the reason in the reload report.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,13 +17,11 @@ use tracing::{error, info, warn};
 use super::router::Router;
 use super::watch::Trigger;
 use super::{agent_state, make_tap, open_queue, Agent};
-use crate::broker::{self, Broker, Message, Tap};
+use crate::broker::{self, Message, Tap};
 use crate::config::{self, diff, Config, Device, Qos};
 use crate::topics::Topics;
 
-/// Reloads `path` into `agent`. An error is fatal: the broker could start neither on the new
-/// nor on the old section (nothing listens any more; the agent drains and exits, and the
-/// service manager restarts it).
+/// Reloads `path` into `agent`.
 pub(super) async fn reload(agent: &mut Agent, path: &Path, trigger: Trigger) -> anyhow::Result<()> {
     agent
         .health
@@ -111,7 +111,7 @@ async fn apply(agent: &mut Agent, mut new: Config) -> anyhow::Result<Outcome> {
     // Lines (and commands) depend on the broker and the topics: stop them first when those
     // change, so they never publish into a broker being replaced.
     let all_lines = d.all_lines();
-    let router_restart = d.site || d.broker;
+    let router_restart = d.site;
     if all_lines {
         agent.lines.stop_all().await;
         agent.slots = Arc::new(crate::field::HostSlots::new(usize::from(
@@ -127,8 +127,13 @@ async fn apply(agent: &mut Agent, mut new: Config) -> anyhow::Result<Outcome> {
     }
     let topics = Topics::new(&new.site);
     if d.broker {
-        if let Some(note) = replace_broker(agent, &mut new).await? {
-            notes.push(note);
+        match agent.broker.reload(&new.broker).await {
+            Ok(applied) => notes.extend(applied),
+            Err(e) => {
+                error!(error = %e, "the new broker section cannot be applied; the old one stays in force");
+                notes.push(format!("broker not changed: {e}"));
+                new.broker = agent.config.broker.clone();
+            }
         }
     }
     if d.site {
@@ -217,33 +222,4 @@ async fn apply(agent: &mut Agent, mut new: Config) -> anyhow::Result<Outcome> {
     }
     info!(changes = %notes.join("; "), "config reloaded");
     Ok(Outcome::Applied(notes))
-}
-
-/// Restarts the broker on `new.broker`; when its listeners cannot be bound, on the old
-/// section again (then `new.broker` is set back to it, and the note says why).
-async fn replace_broker(agent: &mut Agent, new: &mut Config) -> anyhow::Result<Option<String>> {
-    agent.broker.shutdown().await;
-    let tap: Arc<dyn Tap> = agent.tap.clone();
-    let (broker, note) = match Broker::start(&new.broker, tap.clone()).await {
-        Ok(b) => (b, None),
-        Err(e) => {
-            error!(error = %e, "the new broker section cannot start; keeping the old one");
-            new.broker = agent.config.broker.clone();
-            match Broker::start(&new.broker, tap).await {
-                Ok(b) => (b, Some(format!("broker not changed: {e}"))),
-                Err(e2) => {
-                    return Err(anyhow::Error::new(e2).context(
-                        "the broker could start neither on the new nor on the old section",
-                    ));
-                }
-            }
-        }
-    };
-    let broker = Arc::new(broker);
-    agent.local.set(broker.clone());
-    agent.health.metrics.set_broker(broker.stats());
-    agent.broker = broker;
-    let topics = Topics::new(&new.site);
-    let _ = agent.broker.publish(agent_state(&topics, "online")).await;
-    Ok(note)
 }

@@ -1,15 +1,15 @@
-//! Indirections that let a reload replace one component under the others: the broker's tap
-//! (the uplink's forward rules) and the uplink's local broker.
+//! The indirection that lets a reload replace the broker's tap (the uplink's forward rules)
+//! under the running broker (the broker itself is never replaced: a reload applies its new
+//! section in place).
 //!
-//! Invariant: a message goes through the tap or the local broker current when it arrives;
-//! a replacement takes effect for the next message.
+//! Invariant: a message goes through the tap current when it arrives; a replacement takes
+//! effect for the next message.
 
 use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
 
-use crate::broker::{Broker, BrokerError, Message, Tap, TapError};
-use crate::uplink::Local;
+use crate::broker::{Message, Tap, TapError};
 
 /// A [`Tap`] that can be replaced while the broker runs.
 pub struct TapSwitch(RwLock<Arc<dyn Tap>>);
@@ -39,30 +39,5 @@ impl Tap for TapSwitch {
 
     async fn on_batch(&self, msgs: &[Message]) -> Result<(), TapError> {
         self.get().on_batch(msgs).await
-    }
-}
-
-/// The uplink's [`Local`]: the broker current now.
-pub struct LocalSwitch(RwLock<Arc<Broker>>);
-
-impl LocalSwitch {
-    pub fn new(broker: Arc<Broker>) -> Self {
-        Self(RwLock::new(broker))
-    }
-
-    pub fn set(&self, broker: Arc<Broker>) {
-        *self.0.write().unwrap_or_else(PoisonError::into_inner) = broker;
-    }
-}
-
-#[async_trait]
-impl Local for LocalSwitch {
-    async fn publish(&self, msg: Message) -> Result<(), BrokerError> {
-        let broker = self
-            .0
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        broker.publish(msg).await
     }
 }

@@ -6,8 +6,9 @@
 //! and nothing it depends on (site, `modbus` section) changed. Every other line is started,
 //! stopped or restarted.
 //!
-//! The other sections restart their own component only: `broker` the listeners (and, since
-//! the device lines and commands publish through it, those too), `uplink` the upstream link
+//! The other sections restart their own component only: `broker` is applied to the running
+//! broker in place (clients stay connected; lines and commands are not touched), `uplink` the
+//! upstream link
 //! (the queue stays open), `metrics` the HTTP endpoint, `commands` (the write switch and the
 //! audit setting) the command router only (devices keep their lines).
 
@@ -71,7 +72,7 @@ impl Diff {
 
     /// Every line restarts (what they all depend on changed).
     pub fn all_lines(&self) -> bool {
-        self.site || self.broker || self.modbus
+        self.site || self.modbus
     }
 
     /// One line per change, for the log and the `$agent/config` message.

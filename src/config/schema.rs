@@ -546,7 +546,9 @@ devices:
     fn minimal_config_gets_every_default() {
         let config = parse(MINIMAL, &origin()).expect("valid");
         let bind: SocketAddr = DEFAULT_LISTENER.parse().expect("default listener parses");
-        let v6: SocketAddr = DEFAULT_LISTENER_V6.parse().expect("default listener parses");
+        let v6: SocketAddr = DEFAULT_LISTENER_V6
+            .parse()
+            .expect("default listener parses");
         assert_eq!(config.site, "plant1");
         let v6 = Listener {
             best_effort: true,
@@ -735,7 +737,11 @@ uplink:
     fn empty_values_count_as_absent_for_optional_keys() {
         let text = format!("{MINIMAL}broker:\n  listeners:\n");
         let config = parse(&text, &origin()).expect("valid");
-        assert_eq!(config.broker.listeners.len(), 2, "the two default listeners");
+        assert_eq!(
+            config.broker.listeners.len(),
+            2,
+            "the two default listeners"
+        );
         let text = format!("{MINIMAL}broker:\n  listeners: []\nuplink:\n");
         assert_eq!(parse(&text, &origin()).expect("valid").uplink, None);
     }

@@ -214,9 +214,11 @@ fn connect(r: &mut Reader<'_>) -> Result<Connect, DecodeError> {
         (b"MQTT", 4) => Protocol::V311,
         (b"MQTT", 5) => Protocol::V5,
         (b"MQTT" | b"MQIsdp", _) => {
-            let answer_in = match (name, level) {
-                (b"MQIsdp", _) => Protocol::V31,
-                (_, 6..) => Protocol::V5,
+            // A 3.x CONNACK (return code 0x01) whatever the level, as Mosquitto answers: every
+            // client parses a four-byte CONNACK, while one speaking a level we do not know
+            // cannot be assumed to parse MQTT 5 properties.
+            let answer_in = match name {
+                b"MQIsdp" => Protocol::V31,
                 _ => Protocol::V311,
             };
             let name = String::from_utf8_lossy(name);

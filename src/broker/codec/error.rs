@@ -7,7 +7,7 @@
 //! - an error found in a CONNECT after its protocol name and level were read remembers that
 //!   protocol ([`DecodeError::connect_protocol`]), so the engine can answer with a CONNACK the
 //!   client understands ([`DecodeError::connack`]) — an unsupported protocol level is answered
-//!   in the family the client spoke: 0x01 for 3.x, 0x84 for 5 and above;
+//!   with a 3.x CONNACK, return code 0x01 (as Mosquitto does);
 //! - errors are built only on the error path (`#[cold]`): the happy path allocates nothing
 //!   for them.
 
@@ -161,8 +161,8 @@ impl DecodeError {
     }
 
     /// The protocol of the CONNECT the error was found in, once its protocol name and level
-    /// were read; for an unsupported level, the protocol family to answer in (MQTT 5 for
-    /// "MQTT" level 5 and above, 3.1.1 for lower "MQTT" levels, 3.1 for "MQIsdp").
+    /// were read; for an unsupported level, the protocol family to answer in (3.1.1 for
+    /// "MQTT", 3.1 for "MQIsdp").
     pub fn connect_protocol(&self) -> Option<Protocol> {
         self.connect
     }

@@ -332,11 +332,12 @@ fn client_id_with_nul_is_malformed() {
 // ---- CONNECT ----
 
 #[test]
-fn unsupported_protocol_level_is_answered_in_the_clients_family() {
-    let cases: [(&[u8], u8, Protocol, u8); 5] = [
+fn unsupported_protocol_level_is_answered_with_a_3x_connack_as_mosquitto_does() {
+    let cases: [(&[u8], u8, Protocol, u8); 6] = [
         (b"MQTT", 3, V311, 0x01),
         (b"MQTT", 0, V311, 0x01),
-        (b"MQTT", 6, V5, 0x84),
+        (b"MQTT", 6, V311, 0x01),
+        (b"MQTT", 7, V311, 0x01),
         (b"MQIsdp", 4, V31, 0x01),
         (b"MQIsdp", 5, V31, 0x01),
     ];
