@@ -33,7 +33,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 const PAYLOAD: usize = 100;
-const IDLE_CLIENTS: usize = 1000;
+const IDLE_CLIENTS: usize = 2000;
 const LATENCY_RATE: u32 = 1000;
 /// Messages published per throughput measurement (split over the publishers).
 const THROUGHPUT_MESSAGES: u64 = 100_000;
@@ -443,7 +443,8 @@ async fn latency(port: u16, shape: &Shape, secs: u64) -> anyhow::Result<Latency>
     })
 }
 
-async fn idle_rss(broker: &Broker) -> anyhow::Result<(u64, u64)> {
+/// RSS (KiB) idle, with [`IDLE_CLIENTS`] idle clients, and 2 s after they left.
+async fn idle_rss(broker: &Broker) -> anyhow::Result<(u64, u64, u64)> {
     let idle = broker.rss_kib()?;
     let epoch = Instant::now();
     let counters = Arc::new(Counters::default());
@@ -463,7 +464,9 @@ async fn idle_rss(broker: &Broker) -> anyhow::Result<(u64, u64)> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let loaded = broker.rss_kib()?;
     drop(conns);
-    Ok((idle, loaded))
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let left = broker.rss_kib()?;
+    Ok((idle, loaded, left))
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -559,17 +562,21 @@ async fn run(secs: u64, rounds: u64) -> anyhow::Result<()> {
     );
     // Memory first, on fresh brokers: after a load test both keep some of what they allocated.
     println!("## Resident memory (VmRSS, MiB), fresh brokers\n");
-    println!("| broker | idle | with {IDLE_CLIENTS} idle clients |");
-    println!("|---|---:|---:|");
+    println!(
+        "| broker | idle | with {IDLE_CLIENTS} idle clients | per client (KiB) | after they left |"
+    );
+    println!("|---|---:|---:|---:|---:|");
     for start in [Broker::ferrule, Broker::mosquitto] {
         let broker = start()?;
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let (idle, loaded) = idle_rss(&broker).await?;
+        let (idle, loaded, left) = idle_rss(&broker).await?;
         println!(
-            "| {} | {:.1} | {:.1} |",
+            "| {} | {:.1} | {:.1} | {:.1} | {:.1} |",
             broker.name,
             idle as f64 / 1024.0,
-            loaded as f64 / 1024.0
+            loaded as f64 / 1024.0,
+            loaded.saturating_sub(idle) as f64 / IDLE_CLIENTS as f64,
+            left as f64 / 1024.0
         );
     }
     println!();
@@ -621,6 +628,7 @@ async fn run(secs: u64, rounds: u64) -> anyhow::Result<()> {
             }
         );
     }
+    println!("\nRSS after the throughput runs (MiB): ferrule nagle {:.1}, nodelay {:.1}, mosquitto {:.1}", ferrule.rss_kib()? as f64 / 1024.0, nodelay.rss_kib()? as f64 / 1024.0, mosquitto.rss_kib()? as f64 / 1024.0);
     println!("\n## Latency at {LATENCY_RATE} messages/s published (ms, send to receive; median of {rounds} rounds, max of all)\n");
     println!("| scenario | ferrule nagle p50 / p99 / max | ferrule nodelay p50 / p99 / max | mosquitto p50 / p99 / max | p99 ratio nagle | p99 ratio nodelay |");
     println!("|---|---:|---:|---:|---:|---:|");

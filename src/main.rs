@@ -6,8 +6,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 /// Logging when `RUST_LOG` is not set: ferrule at info, the broker and Modbus crates quieter.
-const DEFAULT_LOG: &str =
-    "info,rmqtt=warn,rmqtt_net=warn,rmqtt_codec=warn,tokio_modbus=warn,rumqttc=warn";
+const DEFAULT_LOG: &str = "info,tokio_modbus=warn,rumqttc=warn";
 
 fn main() -> ExitCode {
     let cli = ferrule::cli::Cli::parse();

@@ -33,6 +33,10 @@ impl TapSwitch {
 
 #[async_trait]
 impl Tap for TapSwitch {
+    fn wants(&self, topic: &str) -> bool {
+        self.get().wants(topic)
+    }
+
     async fn on_message(&self, msg: &Message) -> Result<(), TapError> {
         self.get().on_message(msg).await
     }

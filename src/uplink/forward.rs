@@ -88,6 +88,12 @@ impl Forwarder {
 
 #[async_trait]
 impl Tap for Forwarder {
+    /// Only topics some rule forwards: the broker skips the tap (no conversion, no await) for
+    /// the rest.
+    fn wants(&self, topic: &str) -> bool {
+        self.rules.iter().any(|r| topics::matches(&r.local, topic))
+    }
+
     async fn on_message(&self, msg: &Message) -> Result<(), TapError> {
         let records = route(&self.rules, &self.downlink_filters, msg);
         if records.is_empty() {
