@@ -207,6 +207,24 @@ impl Engine {
         Ok(routed)
     }
 
+    /// [`Engine::publish`] without waiting, when nothing on the way can make it wait: the tap
+    /// does not want the topic and no in-process subscriber matches it (the usual case for a
+    /// LAN client's publish). Otherwise gives the publication back, untouched, for
+    /// [`Engine::publish`]. Why: a connection task's future is as large as the deepest await
+    /// it can hold; keeping the waiting path behind a box keeps every idle client small.
+    pub fn try_publish(&self, p: Arc<Publication>) -> Result<Routed, Arc<Publication>> {
+        if !matches!(p.from, Publisher::System) && self.tap.wants(&p.topic) {
+            return Err(p);
+        }
+        {
+            let local = read(&self.local);
+            if local.iter().any(|s| topics::matches(&s.filter, &p.topic)) {
+                return Err(p);
+            }
+        }
+        Ok(self.distribute(&p))
+    }
+
     /// The in-process subscribers and the network: for messages the tap has already seen.
     pub async fn publish_tapped(&self, p: Arc<Publication>) -> Routed {
         let local = self.deliver_local(&p).await;
@@ -916,6 +934,51 @@ mod tests {
         assert_eq!(split_share("$share/g/a/#"), (Some("g"), "a/#"));
         assert_eq!(split_share("a/b"), (None, "a/b"));
         assert_eq!(split_share("$SYS/x"), (None, "$SYS/x"));
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            max_packet_size: 1024,
+            max_inflight: 20,
+            max_keepalive: 60,
+            max_topic_alias: 10,
+            queue: QueueLimits {
+                max_messages: 10,
+                max_bytes: None,
+                queue_qos0: false,
+            },
+            persistent_client_expiration: None,
+            connection_messages: true,
+            max_connections: None,
+            tcp_nodelay: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn dropped_in_process_subscribers_are_pruned_and_the_rest_still_receive() {
+        let engine = Engine::new(
+            settings(),
+            Access::new(None, None),
+            Arc::new(crate::broker::NoTap),
+            None,
+            Arc::new(BrokerStats::new()),
+        );
+        let mut kept = engine.subscribe_local("a/#", 4);
+        // A command router resubscribing on every reload, 1,000 times.
+        for _ in 0..1000 {
+            drop(engine.subscribe_local("a/#", 4));
+        }
+        assert_eq!(engine.local_subscriptions(), 1);
+        let mut again = engine.subscribe_local("a/b", 4);
+        drop(engine.subscribe_local("a/b", 4));
+        let msg = Message::agent("a/b".to_owned(), "1", crate::config::Qos::AtMostOnce, false);
+        engine
+            .publish(Arc::new(Publication::from_message(msg)))
+            .await
+            .expect("published");
+        assert_eq!(kept.recv().await.map(|m| m.topic), Some("a/b".to_owned()));
+        assert_eq!(again.recv().await.map(|m| m.topic), Some("a/b".to_owned()));
+        assert_eq!(engine.local_subscriptions(), 2);
     }
 
     #[test]

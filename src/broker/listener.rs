@@ -198,7 +198,19 @@ impl Accept {
         debug!(listener = %this.ctx.name, "listener closed");
     }
 
+    /// A plain MQTT connection is served inline; TLS and WebSocket connections in a box of
+    /// their own. A task's future is as large as its largest state, and the TLS handshake
+    /// and the stacked streams are several KiB: inline, every plain connection would carry
+    /// them (Mosquitto needs under 2 KiB per idle client; so should we).
     async fn connection(&self, stream: TcpStream, peer: SocketAddr) {
+        if self.tls.is_none() && !self.ws {
+            return self.mqtt(stream, peer).await;
+        }
+        Box::pin(self.layered(stream, peer)).await;
+    }
+
+    /// TLS and/or WebSocket, then MQTT.
+    async fn layered(&self, stream: TcpStream, peer: SocketAddr) {
         match &self.tls {
             None => self.upgrade(stream, peer).await,
             Some(acceptor) => {
@@ -268,5 +280,62 @@ impl Accept {
                 info!(listener = %self.ctx.name, addr = %peer, suppressed, error = why, "WebSocket connection refused");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::access::Access;
+    use crate::broker::engine::Settings;
+    use crate::broker::session::QueueLimits;
+
+    /// What every idle client costs in its task: the future of a plain connection (TLS and
+    /// WebSocket are boxed, the handshake and the goodbye too). Mosquitto needs under 2 KiB
+    /// per idle client in all; this keeps the task well below that.
+    #[tokio::test]
+    async fn a_plain_connection_task_stays_small() {
+        let settings = Settings {
+            max_packet_size: 1024,
+            max_inflight: 20,
+            max_keepalive: 60,
+            max_topic_alias: 10,
+            queue: QueueLimits {
+                max_messages: 10,
+                max_bytes: None,
+                queue_qos0: false,
+            },
+            persistent_client_expiration: None,
+            connection_messages: true,
+            max_connections: None,
+            tcp_nodelay: false,
+        };
+        let engine = Engine::new(
+            settings,
+            Access::new(None, None),
+            Arc::new(crate::broker::NoTap),
+            None,
+            Arc::new(BrokerStats::new()),
+        );
+        let accept = Arc::new(Accept {
+            ws: false,
+            tls: None,
+            ctx: Arc::new(ListenerCtx {
+                name: "mqtt://test".to_owned(),
+                anonymous: AtomicBool::new(true),
+            }),
+            engine,
+            connections: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            failures: Arc::new(RateLimit::new(1, Duration::from_secs(1))),
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let _client = TcpStream::connect(addr).await.expect("connect");
+        let (stream, peer) = listener.accept().await.expect("accept");
+        let task = async move { accept.connection(stream, peer).await };
+        let bytes = std::mem::size_of_val(&task);
+        // 1,624 bytes in a release build, somewhat more in a debug build.
+        assert!(bytes <= 3 * 1024, "a connection task takes {bytes} bytes");
     }
 }

@@ -42,7 +42,7 @@ impl<V: Clone> Node<V> {
         match level {
             "#" => {
                 // `a/#` matches `a` too (MQTT-4.7.1-2).
-                out.extend(self.value.iter().cloned().filter(|_| !root));
+                out.extend(self.value.iter().filter(|_| !root).cloned());
                 for (name, child) in &self.children {
                     if !(root && name.starts_with('$')) {
                         child.collect_all(out);

@@ -30,6 +30,8 @@ pub(super) async fn accept<S>(stream: S) -> Result<Ws<S>, async_tungstenite::tun
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
+    // The error type is tungstenite's callback signature (never returned here).
+    #[allow(clippy::result_large_err)]
     let callback = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
         let offer = req
             .headers()

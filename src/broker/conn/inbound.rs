@@ -17,8 +17,23 @@ use tracing::{debug, info, warn};
 
 use super::{Client, End};
 use crate::broker::codec::{self, reason, topic, Ack, Packet, Publish, PublishOut, QoS};
+use crate::broker::engine::Routed;
 use crate::broker::message::{Publication, Publisher};
+use crate::broker::server::TapError;
 use crate::broker::stats::BrokerStats;
+
+/// What the acknowledgement of a publish needs.
+pub(super) struct Head {
+    topic: Arc<str>,
+    qos: QoS,
+    packet_id: Option<std::num::NonZeroU16>,
+}
+
+/// A publish waiting for the engine (see [`Client::on_publish`]).
+pub(super) struct Waiting {
+    head: Head,
+    msg: Arc<Publication>,
+}
 
 fn ack(packet_id: std::num::NonZeroU16, code: u8) -> Ack {
     Ack {
@@ -64,8 +79,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Client<T> {
         Ok(p.topic.clone())
     }
 
-    pub(super) async fn on_publish(&mut self, p: Publish) -> Result<(), End> {
-        let stats = self.engine.stats.clone();
+    /// Handles a PUBLISH up to the engine. When the engine cannot take it without waiting
+    /// (the uplink's tap, an in-process subscriber), returns it for
+    /// [`Client::publish_waiting`]: this function stays synchronous, so the connection's
+    /// future does not carry the publish path's state while the client is idle.
+    pub(super) fn on_publish(&mut self, p: Publish) -> Result<Option<Waiting>, End> {
+        let stats = &self.engine.stats;
         BrokerStats::bump(&stats.messages_received);
         let size = codec::publish_len(self.protocol, &PublishOut::from_publish(&p));
         BrokerStats::add(&stats.bytes_received, size as u64);
@@ -88,7 +107,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Client<T> {
                 // A resend before PUBREL: acknowledge again, route nothing.
                 drop(st);
                 self.ack(Packet::PubRec(ack(id, reason::SUCCESS)), None);
-                return Ok(());
+                return Ok(None);
             }
         }
         if v5 && qos != QoS::AtMostOnce {
@@ -103,36 +122,28 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Client<T> {
                 ));
             }
         }
-        let refuse = |this: &mut Self, code: u8| {
-            if let Some(id) = packet_id {
-                // The reason code says it (the log says why); no reason string on PUBACK/PUBREC,
-                // as Mosquitto: Paho's client rejects acknowledgement properties.
-                let a = ack(id, code);
-                let packet = if qos == QoS::ExactlyOnce {
-                    Packet::PubRec(a)
-                } else {
-                    Packet::PubAck(a)
-                };
-                this.ack(packet, None);
-            }
+        let head = Head {
+            topic,
+            qos,
+            packet_id,
         };
         if v5 {
             if let Err(e) = codec::check_payload_format(&p.props, &p.payload) {
-                BrokerStats::bump(&stats.publish_invalid);
-                info!(client_id = %self.client_id, topic = %topic, error = %e, "publish refused: payload format");
-                refuse(self, reason::PAYLOAD_FORMAT_INVALID);
-                return Ok(());
+                BrokerStats::bump(&self.engine.stats.publish_invalid);
+                info!(client_id = %self.client_id, topic = %head.topic, error = %e, "publish refused: payload format");
+                self.refuse_publish(&head, reason::PAYLOAD_FORMAT_INVALID);
+                return Ok(None);
             }
         }
         let access = self.engine.access();
         // `$SYS` is the broker's own, as in Mosquitto.
-        let system = topic.starts_with("$SYS/") || &*topic == "$SYS";
-        if system || !access.may_write(&self.client_id, self.username.as_deref(), &topic) {
-            BrokerStats::bump(&stats.publish_denied);
+        let system = head.topic.starts_with("$SYS/") || &*head.topic == "$SYS";
+        if system || !access.may_write(&self.client_id, self.username.as_deref(), &head.topic) {
+            BrokerStats::bump(&self.engine.stats.publish_denied);
             info!(client_id = %self.client_id, user = self.username.as_deref().unwrap_or(""),
-                topic = %topic, "publish refused by the ACL");
+                topic = %head.topic, "publish refused by the ACL");
             if v5 {
-                refuse(self, reason::NOT_AUTHORIZED);
+                self.refuse_publish(&head, reason::NOT_AUTHORIZED);
             } else if let Some(id) = packet_id {
                 // MQTT 3.1.1 has no refusal: acknowledged and dropped, as Mosquitto does.
                 let a = ack(id, reason::SUCCESS);
@@ -144,10 +155,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Client<T> {
                 };
                 self.ack(packet, None);
             }
-            return Ok(());
+            return Ok(None);
         }
         let msg = Arc::new(Publication::new(
-            topic.clone(),
+            head.topic.clone(),
             p.payload,
             qos,
             p.retain,
@@ -158,12 +169,49 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Client<T> {
                 addr: Some(self.peer),
             },
         ));
-        match self.engine.publish(msg).await {
+        match self.engine.try_publish(msg) {
+            Ok(routed) => self.published(&head, Ok(routed)).map(|()| None),
+            Err(msg) => Ok(Some(Waiting { head, msg })),
+        }
+    }
+
+    /// A publish the engine takes only after waiting (the tap, an in-process subscriber).
+    pub(super) async fn publish_waiting(&mut self, waiting: Waiting) -> Result<(), End> {
+        let result = self.engine.publish(waiting.msg).await;
+        self.published(&waiting.head, result)
+    }
+
+    /// Refuses a publish with `code` (MQTT 5) in its acknowledgement, if it has one.
+    fn refuse_publish(&mut self, head: &Head, code: u8) {
+        if let Some(id) = head.packet_id {
+            // The reason code says it (the log says why); no reason string on PUBACK/PUBREC,
+            // as Mosquitto: Paho's client rejects acknowledgement properties.
+            let a = ack(id, code);
+            let packet = if head.qos == QoS::ExactlyOnce {
+                Packet::PubRec(a)
+            } else {
+                Packet::PubAck(a)
+            };
+            self.ack(packet, None);
+        }
+    }
+
+    /// Acknowledges what the engine did with a publish.
+    fn published(&mut self, head: &Head, result: Result<Routed, TapError>) -> Result<(), End> {
+        let v5 = self.protocol.is_v5();
+        match result {
             Ok(routed) => {
-                let Some(id) = packet_id else {
+                let Some(id) = head.packet_id else {
                     return Ok(());
                 };
-                if qos == QoS::ExactlyOnce {
+                // Like Mosquitto: MQTT 5 is told when nobody (no client, no in-process
+                // subscriber, no uplink rule) took the message.
+                let code = if v5 && routed.delivered == 0 {
+                    reason::NO_MATCHING_SUBSCRIBERS
+                } else {
+                    reason::SUCCESS
+                };
+                if head.qos == QoS::ExactlyOnce {
                     let ticket = {
                         let mut st = self.session.lock();
                         st.qos2_in.push(id.get());
@@ -174,37 +222,28 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Client<T> {
                             _ => None,
                         }
                     };
-                    let code = if v5 && routed.delivered == 0 {
-                        reason::NO_MATCHING_SUBSCRIBERS
-                    } else {
-                        reason::SUCCESS
-                    };
                     self.ack(Packet::PubRec(ack(id, code)), routed.ticket.max(ticket));
                 } else {
-                    // Like Mosquitto: MQTT 5 is told when nobody (no client, no in-process
-                    // subscriber, no uplink rule) took the message.
-                    let code = if v5 && routed.delivered == 0 {
-                        reason::NO_MATCHING_SUBSCRIBERS
-                    } else {
-                        reason::SUCCESS
-                    };
                     self.ack(Packet::PubAck(ack(id, code)), routed.ticket);
                 }
                 Ok(())
             }
             Err(e) => {
-                BrokerStats::bump(&stats.tap_refused);
-                warn!(client_id = %self.client_id, topic = %topic, error = %e,
+                BrokerStats::bump(&self.engine.stats.tap_refused);
+                warn!(client_id = %self.client_id, topic = %head.topic, error = %e,
                     "publish refused: the uplink queue cannot take it");
-                match (qos, v5) {
+                match (head.qos, v5) {
                     (QoS::AtMostOnce, _) => Ok(()),
                     (_, true) => {
-                        refuse(self, reason::QUOTA_EXCEEDED);
+                        self.refuse_publish(head, reason::QUOTA_EXCEEDED);
                         Ok(())
                     }
                     (_, false) => Err(End::violation(
                         reason::QUOTA_EXCEEDED,
-                        format!("the uplink queue cannot take a message on {topic}: {e}"),
+                        format!(
+                            "the uplink queue cannot take a message on {}: {e}",
+                            head.topic
+                        ),
                     )),
                 }
             }

@@ -240,7 +240,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Io<T> {
                 return;
             }
             let _ = tokio::io::AsyncWriteExt::shutdown(&mut self.stream).await;
-            while drain {
+            if !drain {
+                return;
+            }
+            loop {
                 self.input.clear();
                 self.consumed = 0;
                 if !matches!(self.read_more().await, Event::Input) {

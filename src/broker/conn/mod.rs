@@ -113,13 +113,15 @@ pub(super) async fn serve<T>(
     let span = tracing::info_span!("client", addr = %peer, client_id = tracing::field::Empty);
     async move {
         let io = Io::new(stream);
-        let Some(mut client) = connect::handshake(io, &engine, &listener, peer, &shutdown).await
-        else {
+        // The handshake and the goodbye are boxed: they run once, and inline they would set
+        // the size of every connection's future for its whole life (see `Accept::connection`).
+        let handshake = connect::handshake(io, &engine, &listener, peer, &shutdown);
+        let Some(mut client) = Box::pin(handshake).await else {
             return;
         };
         tracing::Span::current().record("client_id", &*client.client_id);
         let end = client.run(&shutdown).await;
-        client.finish(end).await;
+        Box::pin(client.finish(end)).await;
     }
     .instrument(span)
     .await;
@@ -162,7 +164,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Client<T> {
                     stopping.as_mut(),
                     woken.as_mut(),
                     committed.as_mut().as_pin_mut().filter(|_| waiting_acks),
-                    keepalive.then(|| timer.as_mut()),
+                    keepalive.then_some(timer.as_mut()),
                     self.more,
                 )
             })
@@ -237,7 +239,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Client<T> {
                 Ok(Some((packet, used))) => {
                     self.io.consume(used);
                     self.packets_in += 1;
-                    self.handle(packet).await?;
+                    if let Some(waiting) = self.handle(packet)? {
+                        // Boxed: see `on_publish`.
+                        Box::pin(self.publish_waiting(waiting)).await?;
+                    }
                 }
                 Ok(None) => {
                     self.io.input_done();
@@ -248,9 +253,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Client<T> {
         }
     }
 
-    async fn handle(&mut self, packet: Packet) -> Result<(), End> {
-        match packet {
-            Packet::Publish(p) => self.on_publish(p).await,
+    /// Handles one packet; a publish may come back to be awaited (see `on_publish`).
+    fn handle(&mut self, packet: Packet) -> Result<Option<inbound::Waiting>, End> {
+        let done = match packet {
+            Packet::Publish(p) => return self.on_publish(p),
             Packet::PubAck(a) => self.on_puback(&a),
             Packet::PubRec(a) => self.on_pubrec(&a),
             Packet::PubRel(a) => self.on_pubrel(&a),
@@ -270,7 +276,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Client<T> {
             | Packet::SubAck(_)
             | Packet::UnsubAck(_)
             | Packet::PingResp => Err(End::protocol("a packet only a server may send")),
-        }
+        };
+        done.map(|()| None)
     }
 
     /// Writes a packet (after any acknowledgement still waiting, to keep their order).

@@ -222,8 +222,10 @@ fn expired_messages_are_not_read_back() -> TestResult {
     let (store, _) = Store::open(&path)?;
     let c: Arc<str> = "c".into();
     store.session(row("c"));
-    let mut props = PublishProps::default();
-    props.message_expiry_interval = Some(1);
+    let props = PublishProps {
+        message_expiry_interval: Some(1),
+        ..PublishProps::default()
+    };
     let m = Arc::new(Publication::new(
         "t".into(),
         Bytes::from_static(b"x"),

@@ -87,7 +87,7 @@ impl Writer {
             if let Err(e) = &result {
                 self.failures += 1;
                 // One line per failure streak start and then every 100th, with the count.
-                if self.failures == 1 || self.failures % 100 == 0 {
+                if self.failures == 1 || self.failures.is_multiple_of(100) {
                     error!(path = %self.path.display(), failures = self.failures, error = %e,
                         "cannot write the broker persistence file; the broker keeps serving from memory");
                 }
