@@ -365,11 +365,23 @@ pub fn summary(name: &str, config: &Config) -> String {
         })
         .collect();
     let _ = writeln!(out, "  broker listeners: {}", listeners.join(", "));
-    let _ = writeln!(
-        out,
-        "  {} device(s), {points} point(s), {requests} Modbus request(s) per poll cycle",
-        config.devices.len()
-    );
+    if config.devices.is_empty() {
+        let role = if config.uplink.is_some() {
+            "the embedded broker and the store-and-forward uplink for LAN publishers"
+        } else {
+            "the embedded broker only"
+        };
+        let _ = writeln!(
+            out,
+            "  no devices: a broker-only gateway ({role}); no Modbus polling, commands off"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "  {} device(s), {points} point(s), {requests} Modbus request(s) per poll cycle",
+            config.devices.len()
+        );
+    }
     for d in &config.devices {
         let classes = plan::classes(d);
         let mut per = String::new();
@@ -451,25 +463,29 @@ pub fn summary(name: &str, config: &Config) -> String {
             ));
         }
     }
-    let _ = writeln!(
-        out,
-        "  commands: writes {}, audit {}{}",
-        if config.commands.writes {
-            "enabled"
-        } else {
-            "disabled"
-        },
-        if config.commands.audit_publish {
-            "publish"
-        } else {
-            "log"
-        },
-        if any_writable(config) {
-            ""
-        } else {
-            " (no writable point)"
-        }
-    );
+    if config.devices.is_empty() {
+        let _ = writeln!(out, "  commands: off (no devices)");
+    } else {
+        let _ = writeln!(
+            out,
+            "  commands: writes {}, audit {}{}",
+            if config.commands.writes {
+                "enabled"
+            } else {
+                "disabled"
+            },
+            if config.commands.audit_publish {
+                "publish"
+            } else {
+                "log"
+            },
+            if any_writable(config) {
+                ""
+            } else {
+                " (no writable point)"
+            }
+        );
+    }
     match &config.uplink {
         None => {
             let _ = writeln!(out, "  uplink: off");

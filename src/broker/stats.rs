@@ -220,7 +220,6 @@ impl BrokerStats {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -436,7 +436,7 @@ devices:
             assert_eq!(
                 e.to_string(),
                 format!(
-                    "{} is empty: expected a mapping with at least `site` and `devices`",
+                    "{} is empty: expected a mapping with at least `site`",
                     path.display()
                 )
             );

@@ -73,10 +73,7 @@ const POINT: &[&str] = &[
 /// Decodes and validates the whole document.
 pub fn config(cx: &mut Ctx, root: &Value, origin: &Origin) -> Option<Config> {
     if !root.is_mapping() {
-        cx.error(expected(
-            "a mapping with at least `site` and `devices`",
-            root,
-        ));
+        cx.error(expected("a mapping with at least `site`", root));
         return None;
     }
     let m = map(cx, root, TOP)?;
@@ -91,7 +88,11 @@ pub fn config(cx: &mut Ctx, root: &Value, origin: &Origin) -> Option<Config> {
         Some(None) => Some(DEFAULT_MAX_CONNECTIONS_PER_HOST),
         None => None,
     };
-    let devices = m.required_with(cx, "devices", |cx, v| devices(cx, v, buses.as_deref(), cap));
+    // Optional: a config without devices is a broker-only gateway (the embedded broker and the
+    // store-and-forward uplink for LAN publishers).
+    let devices = m
+        .optional_with(cx, "devices", |cx, v| devices(cx, v, buses.as_deref(), cap))
+        .map(Option::unwrap_or_default);
     let uplink = m.optional_with(cx, "uplink", |cx, v| {
         super::uplink::uplink(cx, v, site.as_deref(), origin)
     });
@@ -216,9 +217,6 @@ fn devices(
     cap: Option<u16>,
 ) -> Option<Vec<Device>> {
     let items = list(cx, node, |cx, v| device(cx, v, buses))?;
-    if items.is_empty() {
-        cx.error("no devices: at least one device is required");
-    }
     let names: Vec<Option<&str>> = items.iter().map(|d| d.name.as_deref()).collect();
     validate::unique_names(cx, "device", "devices", &names);
     if let Some(cap) = cap {
@@ -546,7 +544,9 @@ devices:
     fn minimal_config_gets_every_default() {
         let config = parse(MINIMAL, &origin()).expect("valid");
         let bind: SocketAddr = DEFAULT_LISTENER.parse().expect("default listener parses");
-        let v6: SocketAddr = DEFAULT_LISTENER_V6.parse().expect("default listener parses");
+        let v6: SocketAddr = DEFAULT_LISTENER_V6
+            .parse()
+            .expect("default listener parses");
         assert_eq!(config.site, "plant1");
         let v6 = Listener {
             best_effort: true,
@@ -735,7 +735,11 @@ uplink:
     fn empty_values_count_as_absent_for_optional_keys() {
         let text = format!("{MINIMAL}broker:\n  listeners:\n");
         let config = parse(&text, &origin()).expect("valid");
-        assert_eq!(config.broker.listeners.len(), 2, "the two default listeners");
+        assert_eq!(
+            config.broker.listeners.len(),
+            2,
+            "the two default listeners"
+        );
         let text = format!("{MINIMAL}broker:\n  listeners: []\nuplink:\n");
         assert_eq!(parse(&text, &origin()).expect("valid").uplink, None);
     }
