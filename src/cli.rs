@@ -365,6 +365,21 @@ pub fn summary(name: &str, config: &Config) -> String {
         })
         .collect();
     let _ = writeln!(out, "  broker listeners: {}", listeners.join(", "));
+    for p in &config.profiles {
+        let users: Vec<&str> = p.devices.iter().map(|u| u.device.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "  profile {} ({}): {} point(s), used by {}",
+            p.name,
+            p.at,
+            p.points,
+            if users.is_empty() {
+                "no device".to_owned()
+            } else {
+                users.join(", ")
+            }
+        );
+    }
     if config.devices.is_empty() {
         let role = if config.uplink.is_some() {
             "the embedded broker and the store-and-forward uplink for LAN publishers"
@@ -407,8 +422,36 @@ pub fn summary(name: &str, config: &Config) -> String {
             d.points.len(),
             requests_per_cycle(d),
         );
-        for p in &d.points {
-            let _ = writeln!(out, "      {}", describe_point(d, p));
+        let usage = config.profile_of(&d.name);
+        if let Some(u) = usage {
+            let at = config
+                .profiles
+                .iter()
+                .find(|p| p.name == u.profile)
+                .map_or("", |p| p.at.as_str());
+            let mut changes = vec![format!("{} added", u.added)];
+            if !u.overridden.is_empty() {
+                changes.push(format!("overridden: {}", u.overridden.join(", ")));
+            }
+            if !u.dropped.is_empty() {
+                changes.push(format!("dropped: {}", u.dropped.join(", ")));
+            }
+            let _ = writeln!(
+                out,
+                "      profile {} ({at}); {}",
+                u.profile,
+                changes.join("; ")
+            );
+        }
+        let own_from = d.points.len() - usage.map_or(d.points.len(), |u| u.added);
+        for (i, p) in d.points.iter().enumerate() {
+            let origin = match usage {
+                None => "",
+                Some(_) if i >= own_from => "  [device]",
+                Some(u) if u.overridden.contains(&p.name) => "  [profile, overridden]",
+                Some(_) => "  [profile]",
+            };
+            let _ = writeln!(out, "      {}{origin}", describe_point(d, p));
         }
     }
     let mut warnings = Vec::new();
@@ -573,6 +616,9 @@ fn describe_point(d: &Device, p: &Point) -> String {
     let mut extra = String::new();
     if let Some(written) = &p.written_address {
         extra.push_str(&format!("  (written {written})"));
+    }
+    if p.deadband != config::Deadband::default() {
+        extra.push_str(&format!("  deadband {}", p.deadband));
     }
     if let Some(poll) = p.poll.filter(|poll| *poll != d.poll) {
         extra.push_str(&format!("  poll {}", config::show_duration(poll)));
