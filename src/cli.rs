@@ -1,5 +1,5 @@
 //! The command line: `run`, `check`, `simulate`, `probe`, `demo`, `passwd`, `queue` (in
-//! `cli/queue.rs`).
+//! `cli/queue.rs`), `migrate` (in `cli/migrate.rs`).
 //!
 //! Exit codes: 0 success; 1 a runtime failure (a port in use, an unreadable queue, ...);
 //! 2 an invalid config or bad usage.
@@ -18,6 +18,7 @@ use crate::broker;
 use crate::config::{self, Config, ConfigError, Device, Origin, Point, RegisterKind, Transport};
 use crate::field::{busload, plan, probe, simulator};
 
+mod migrate;
 mod queue;
 
 /// The built-in demo config (also `configs/demo.yaml`).
@@ -67,6 +68,9 @@ pub enum Command {
     /// Add a user to a Mosquitto password file, change its password, or delete it (the file
     /// works with ferrule's `broker.password_file` and with Mosquitto itself).
     Passwd(PasswdArgs),
+    /// Convert a Mosquitto configuration (mosquitto.conf, with its include_dir) into a ferrule
+    /// config, listing every option ferrule cannot honour (exit 3 when there is one).
+    Migrate(migrate::MigrateArgs),
 }
 
 /// `ferrule passwd [-c | -D] [--stdin] [-I N] FILE USER`, like `mosquitto_passwd`.
@@ -162,6 +166,7 @@ pub fn main(cli: Cli) -> ExitCode {
             Ok(config) => runtime(demo(config)),
             Err(e) => report(&e),
         },
+        Command::Migrate(args) => migrate::main(&args),
         Command::Passwd(args) => match passwd(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => report(&e),

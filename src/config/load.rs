@@ -86,7 +86,7 @@ pub fn parse(text: &str, origin: &Origin) -> Result<Config, ConfigError> {
         Ok(tree) => tree,
         Err(e) => {
             let (position, message) = if super::mosquitto_hint::looks_like_mosquitto(text) {
-                ((1, 1), super::mosquitto_hint::MESSAGE.to_owned())
+                ((1, 1), super::mosquitto_hint::message(&origin.name))
             } else {
                 syntax_error(text, &e)
             };
@@ -110,7 +110,7 @@ pub fn parse(text: &str, origin: &Origin) -> Result<Config, ConfigError> {
         return Err(ConfigError::Invalid(vec![diagnostic(
             (1, 1),
             String::new(),
-            super::mosquitto_hint::MESSAGE.to_owned(),
+            super::mosquitto_hint::message(&origin.name),
         )]));
     }
     let mut diagnostics = located(&origin.name, text, problems);

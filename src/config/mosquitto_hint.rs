@@ -4,10 +4,14 @@
 //! Invariant: only a text whose every significant line starts with a Mosquitto option name
 //! (and which does not parse as a YAML mapping) is taken for a Mosquitto config.
 
-/// What `check` says about a Mosquitto config.
-pub const MESSAGE: &str = "this looks like a Mosquitto configuration (mosquitto.conf), not a \
-     ferrule config; convert it with `ferrule migrate FILE -o ferrule.yaml`, which also lists \
-     the options ferrule cannot honour";
+/// What `check` and `run` say about the Mosquitto config `file`.
+pub fn message(file: &str) -> String {
+    format!(
+        "this looks like a Mosquitto configuration (mosquitto.conf), not a ferrule config; \
+         convert it with `ferrule migrate {file} -o ferrule.yaml`, which also lists the options \
+         ferrule cannot honour"
+    )
+}
 
 /// Option names that start lines of a `mosquitto.conf` (Mosquitto 2.0, `man mosquitto.conf`).
 const OPTIONS: &[&str] = &[
