@@ -66,7 +66,10 @@ pub fn write(out: &mut String, entries: &[Entry], indent: usize) {
                 let mut first = true;
                 for line in block.lines() {
                     let trimmed = &line[(indent + 4).min(line.len())..];
-                    if first && !trimmed.starts_with('#') {
+                    if first && trimmed.starts_with('#') {
+                        // Comments above the item go above its dash.
+                        let _ = writeln!(out, "{pad}  {trimmed}");
+                    } else if first {
                         let _ = writeln!(out, "{pad}  - {trimmed}");
                         first = false;
                     } else {
