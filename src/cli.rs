@@ -1,5 +1,5 @@
 //! The command line: `run`, `check`, `simulate`, `probe`, `demo`, `passwd`, `queue` (in
-//! `cli/queue.rs`), `migrate` (in `cli/migrate.rs`).
+//! `cli/queue.rs`), `migrate` (in `cli/migrate.rs`), `import` (in `cli/import.rs`).
 //!
 //! Exit codes: 0 success; 1 a runtime failure (a port in use, an unreadable queue, ...);
 //! 2 an invalid config or bad usage.
@@ -18,6 +18,7 @@ use crate::broker;
 use crate::config::{self, Config, ConfigError, Device, Origin, Point, RegisterKind, Transport};
 use crate::field::{busload, plan, probe, simulator};
 
+mod import;
 mod migrate;
 mod queue;
 
@@ -71,6 +72,10 @@ pub enum Command {
     /// Convert a Mosquitto configuration (mosquitto.conf, with its include_dir) into a ferrule
     /// config, listing every option ferrule cannot honour (exit 3 when there is one).
     Migrate(migrate::MigrateArgs),
+    /// Bring a register map in from a spreadsheet export: `ferrule import csv MAP.csv
+    /// --profile NAME -o profiles/NAME.yaml`.
+    #[command(subcommand)]
+    Import(import::ImportCommand),
 }
 
 /// `ferrule passwd [-c | -D] [--stdin] [-I N] FILE USER`, like `mosquitto_passwd`.
@@ -167,6 +172,7 @@ pub fn main(cli: Cli) -> ExitCode {
             Err(e) => report(&e),
         },
         Command::Migrate(args) => migrate::main(&args),
+        Command::Import(cmd) => import::main(&cmd),
         Command::Passwd(args) => match passwd(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => report(&e),

@@ -196,3 +196,127 @@ devices:
     assert_eq!(device.get_holding(2, 20, 1), vec![9]);
     states.assert_none_for(Duration::from_millis(300), |m| m.topic == "p/m2/frequency");
 }
+
+/// The point lines of `check`'s summary (the resolved maps), without the profile markers.
+fn point_lines(summary: &str) -> Vec<String> {
+    summary
+        .lines()
+        .filter(|l| l.starts_with("      ") && !l.trim_start().starts_with("profile "))
+        .map(|l| l.replace("  [profile]", ""))
+        .collect()
+}
+
+#[test]
+fn import_csv_turns_the_shipped_register_maps_into_the_shipped_profiles() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/profiles");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let imported = dir.path().join("profiles");
+    std::fs::create_dir(&imported).expect("mkdir");
+    for (csv, name, extra) in [
+        ("eastron-sdm630.csv", "eastron-sdm630", None),
+        (
+            "carlo-gavazzi-em24.csv",
+            "carlo-gavazzi-em24",
+            Some("holding"),
+        ),
+    ] {
+        let out = imported.join(format!("{name}.yaml"));
+        let csv = shipped.join(csv);
+        let mut args = vec![
+            "import",
+            "csv",
+            csv.to_str().expect("utf-8"),
+            "--profile",
+            name,
+            "-o",
+            out.to_str().expect("utf-8"),
+        ];
+        if let Some(kind) = extra {
+            args.extend(["--kind", kind]);
+        }
+        let done = Ferrule::output(&args, WAIT);
+        assert!(done.status.success(), "{}", done.tail());
+        assert!(
+            done.tail().contains(&format!("profile `{name}` with")),
+            "{}",
+            done.tail()
+        );
+    }
+    let site = |profiles: &Path| {
+        format!(
+            "site: s\nprofiles_dir: \"{}\"\ndevices:\n  - {{name: a, tcp: \"10.0.0.1:502\", profile: eastron-sdm630}}\n  - {{name: b, tcp: \"10.0.0.2:502\", profile: carlo-gavazzi-em24}}\n",
+            profiles.display()
+        )
+    };
+    let from_csv = dir.path().join("csv.yaml");
+    std::fs::write(&from_csv, site(&imported)).expect("write");
+    let from_yaml = dir.path().join("yaml.yaml");
+    std::fs::write(&from_yaml, site(&shipped)).expect("write");
+    let (ok, csv_summary, err) = check(&from_csv);
+    assert!(ok, "{err}");
+    let (ok, yaml_summary, err) = check(&from_yaml);
+    assert!(ok, "{err}");
+    let lines = point_lines(&csv_summary);
+    assert_eq!(lines.len(), 38 + 31, "{csv_summary}");
+    assert_eq!(lines, point_lines(&yaml_summary));
+    assert!(
+        csv_summary.contains("current_l1       holding 12..13         i32 CDAB"),
+        "{csv_summary}"
+    );
+}
+
+#[test]
+fn import_csv_refuses_bad_rows_with_line_column_and_value() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = dir.path().join("map.csv");
+    std::fs::write(
+        &csv,
+        "Tag;Register;Format;Access\nflow;40001;REAL;R\npressure;40002;UINT16;R\nlevel;40010;quad;R\nvalve;40020;INT16;maybe\n",
+    )
+    .expect("write");
+    let done = Ferrule::output(
+        &[
+            "import",
+            "csv",
+            csv.to_str().expect("utf-8"),
+            "--profile",
+            "p",
+        ],
+        WAIT,
+    );
+    assert_eq!(done.status.code(), Some(2), "{}", done.tail());
+    let name = csv.display().to_string();
+    let text = done.lines.join("\n");
+    assert!(
+        text.contains(&format!("{name}:4:13: type `quad`: expected a data type")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{name}:5:19: writable `maybe`: expected yes/no")),
+        "{text}"
+    );
+    // Once the rows are fixed, the overlap is found as `check` would, at the CSV row.
+    std::fs::write(
+        &csv,
+        "Tag;Register;Format;Access\nflow;40001;REAL;R\npressure;40002;UINT16;R\n",
+    )
+    .expect("write");
+    let done = Ferrule::output(
+        &[
+            "import",
+            "csv",
+            csv.to_str().expect("utf-8"),
+            "--profile",
+            "p",
+        ],
+        WAIT,
+    );
+    assert_eq!(done.status.code(), Some(2), "{}", done.tail());
+    assert!(
+        done.lines.join("\n").contains(&format!(
+            "{name}:3:10: holding 1 overlaps point `flow` (holding 0..1)"
+        )),
+        "{}",
+        done.tail()
+    );
+}

@@ -13,6 +13,7 @@
 //! - `locate`   line and column of a node, from its path
 //! - `error`    [`ConfigError`] and [`Diagnostic`]
 //! - `diff`     what a reload changes: lines kept, added, removed, changed; sections changed
+//! - `import`   a register map from a CSV export → a profile file
 //! - `profile`  device profiles (inline and `profiles_dir`), overrides, resolved point maps
 //! - `mosquitto_hint` recognises a mosquitto.conf given as a ferrule config
 
@@ -21,6 +22,7 @@ mod broker;
 mod decode;
 pub mod diff;
 mod error;
+pub mod import;
 mod load;
 mod locate;
 pub mod model;

@@ -257,16 +257,32 @@ pub fn from_file(path: &Path) -> Result<Profile, Vec<super::Diagnostic>> {
         Ok(text) => text,
         Err(e) => return Err(one(format!("cannot read the profile file: {e}"))),
     };
-    let (root, found) = super::load::file_tree(&name, &text).map_err(|d| vec![d])?;
-    let mut cx = Ctx::with_source(&name, &text);
-    for problem in found {
-        cx.push(problem);
-    }
     let stem = path
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or_default()
         .to_owned();
+    from_text(&name, &text, stem)
+}
+
+/// Decodes the text of a profile file named `name`; `stem` is its name when it gives none.
+pub fn from_text(name: &str, text: &str, stem: String) -> Result<Profile, Vec<super::Diagnostic>> {
+    let name = name.to_owned();
+    let text = text.to_owned();
+    let one = |message: String| {
+        vec![super::Diagnostic {
+            file: name.clone(),
+            line: 1,
+            column: 1,
+            path: String::new(),
+            message,
+        }]
+    };
+    let (root, found) = super::load::file_tree(&name, &text).map_err(|d| vec![d])?;
+    let mut cx = Ctx::with_source(&name, &text);
+    for problem in found {
+        cx.push(problem);
+    }
     let profile = if root.is_mapping() {
         let given = root.get("name").and_then(Value::as_str).map(str::to_owned);
         let profile_name = given.unwrap_or(stem);
