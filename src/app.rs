@@ -70,7 +70,9 @@ pub async fn run_with(
     // SIGTERM during start-up (or right after `ferrule running`) drains instead of killing.
     let early = std::future::poll_fn(|cx| Poll::Ready(shutdown.as_mut().poll(cx).is_ready())).await;
     let mut agent = Agent::start(config, health.clone()).await?;
-    let mut triggers = path.as_deref().map(watch::Triggers::start);
+    let mut triggers = path
+        .as_deref()
+        .map(|p| watch::Triggers::start(p, agent.config.profiles_dir.as_deref()));
     health.ready();
     // Status and watchdog pings only after READY=1 (systemd ignores pings before it).
     let cancel = CancellationToken::new();
