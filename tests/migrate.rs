@@ -371,7 +371,7 @@ restart_timeout 1,5
     assert!(report.contains("0 not honoured"), "{report}");
     let yaml = std::fs::read_to_string(&out).expect("written");
     assert!(
-        !yaml.contains("secret\n") && !yaml.contains(": \"secret\""),
+        !yaml.contains("secret"),
         "the password stays out of the config:\n{yaml}"
     );
     let secret = out_dir.join("uplink-password");

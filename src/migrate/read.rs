@@ -28,8 +28,13 @@ impl Directive {
         format!("{}:{}", self.file, self.line)
     }
 
-    /// The option line as written (option and arguments).
+    /// The option line as written (option and arguments), with the value of a secret
+    /// (`remote_password`, `local_password`, `bridge_psk`...) left out: this text goes into
+    /// reports and comments.
     pub fn text(&self) -> String {
+        if self.option.contains("password") || self.option.contains("psk") {
+            return format!("{} …", self.option);
+        }
         if self.rest.is_empty() {
             self.option.clone()
         } else {
@@ -148,6 +153,8 @@ mod tests {
         assert_eq!(d[0].args, ["1883", "127.0.0.1"]);
         assert_eq!(d[1].at(), "m.conf:4");
         assert_eq!(d[1].text(), "allow_anonymous true");
+        let secret = parse("m.conf", "remote_password hunter2\n");
+        assert_eq!(secret[0].text(), "remote_password …");
     }
 
     #[test]

@@ -683,6 +683,10 @@ fn finish(mut s: State<'_>, options: &Options) -> Migration {
     let mut secrets = Vec::new();
     let mut notes = Vec::new();
     if let Some(b) = s.bridges.first() {
+        if b.password.is_some() && b.username.is_none() {
+            // Counted when read; not migrated after all (listed as not honoured).
+            s.mapped = s.mapped.saturating_sub(1);
+        }
         top.push(uplink_entry(
             b,
             options,

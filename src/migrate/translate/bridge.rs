@@ -148,7 +148,8 @@ pub(super) fn bridge_option(s: &mut State<'_>, d: &Directive) -> bool {
         "remote_password" => {
             b.password = Some(d.rest.clone());
             b.password_at = d.at();
-            b.comments.push(c);
+            // The password itself never goes into the config, not even in a comment.
+            b.comments.push(format!("{} `remote_password …`", d.at()));
         }
         "remote_clientid" => {
             b.clientid = Some(d.rest.clone());
