@@ -38,7 +38,7 @@ fn check_shows_the_resolved_map_of_each_device_of_the_example_site() {
             .ends_with("38 point(s), used by meter-1, meter-2"),
         "{out}"
     );
-    assert!(line_with(&out, "profile boiler-basic (").contains("profiles-site.yaml:16)"));
+    assert!(line_with(&out, "profile boiler-basic (").contains("profiles-site.yaml:15)"));
     assert!(
         line_with(&out, "    meter-1 ").contains("poll 5s: 38 point(s)"),
         "{out}"

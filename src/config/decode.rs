@@ -88,6 +88,15 @@ impl Ctx {
         Some(format!("{name}:{line}"))
     }
 
+    /// `file:line` of the key `key` of the current mapping, when the source is known.
+    pub fn where_is_key(&self, key: &str) -> Option<String> {
+        let (name, text) = self.source.as_ref()?;
+        let mut path = self.path.clone();
+        path.push(Seg::Key(key.to_owned()));
+        let (line, _) = super::locate::position(text, &path, At::Key { nth: 0 })?;
+        Some(format!("{name}:{line}"))
+    }
+
     /// The name of the file being decoded, when known.
     pub fn file_name(&self) -> Option<&str> {
         self.source.as_ref().map(|(name, _)| name.as_str())

@@ -116,7 +116,7 @@ pub fn profiles(cx: &mut Ctx, m: &Map<'_>, origin: &Origin) -> (Profiles, Option
                 continue;
             };
             let at = cx
-                .where_is(&[Seg::Key(name.to_owned())])
+                .where_is_key(name)
                 .unwrap_or_else(|| format!("profiles.{name}"));
             let decoded = cx.at_key(name, |cx| {
                 valid_name(cx, name)?;
@@ -631,4 +631,112 @@ pub fn infos(profiles: &[Profile], uses: &[ProfileUse]) -> Vec<ProfileInfo> {
                 .collect(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::model::*;
+    use crate::config::schema::tests::origin;
+    use crate::config::{parse, ConfigError};
+
+    const SITE: &str = "\
+site: s
+profiles:
+  meter:
+    poll: 2s
+    timeout: 300ms
+    order: CDAB
+    address_base: 1
+    points:
+      - {name: v, kind: input, address: 1, type: f32}
+      - {name: f, kind: input, address: 11, type: u16, scale: 0.1}
+      - {name: sp, kind: holding, address: 21, type: i16}
+devices:
+";
+
+    fn messages(text: &str) -> Vec<String> {
+        match parse(text, &origin()) {
+            Err(ConfigError::Invalid(d)) => d.iter().map(ToString::to_string).collect(),
+            other => panic!("expected diagnostics, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_device_gets_the_profile_defaults_map_and_its_changes() {
+        let text = format!(
+            "{SITE}  - name: m
+    tcp: \"h:502\"
+    timeout: 1s
+    profile: meter
+    drop: [f]
+    overrides: {{sp: {{writable: {{min: 0, max: 50}}, deadband: 2}}}}
+    points: [{{name: extra, kind: input, address: 31, type: u32}}]
+"
+        );
+        let config = parse(&text, &origin()).unwrap_or_else(|e| panic!("{e}"));
+        let d = &config.devices[0];
+        assert_eq!(
+            (d.poll, d.timeout),
+            (
+                std::time::Duration::from_secs(2),
+                std::time::Duration::from_secs(1)
+            )
+        );
+        assert_eq!(d.address_base, 1);
+        let names: Vec<&str> = d.points.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["v", "sp", "extra"]);
+        // The profile's base and order apply to its points and to the device's own.
+        assert_eq!(
+            (d.points[0].address, d.points[0].order),
+            (0, WordOrder::Cdab)
+        );
+        assert_eq!(
+            (d.points[2].address, d.points[2].order),
+            (30, WordOrder::Cdab)
+        );
+        assert_eq!(
+            d.points[1].writable,
+            Writable::Yes {
+                min: Some(0.0),
+                max: Some(50.0)
+            }
+        );
+        assert_eq!(d.points[1].deadband, Deadband::Absolute(2.0));
+        let usage = config.profile_of("m").expect("uses a profile");
+        assert_eq!(
+            (usage.added, usage.overridden.clone(), usage.dropped.clone()),
+            (1, vec!["sp".to_owned()], vec!["f".to_owned()])
+        );
+        assert_eq!(config.profiles[0].at, "test.yaml:3");
+    }
+
+    #[test]
+    fn combining_errors_name_the_device_and_the_profile_line() {
+        let text = format!(
+            "{SITE}  - name: m
+    tcp: \"h:502\"
+    profile: meter
+    overrides: {{v: {{writable: true}}, nope: {{deadband: 1}}}}
+    drop: [f, f2]
+  - {{name: n, tcp: \"h:502\", profile: metre}}
+  - {{name: o, tcp: \"h:502\", drop: [v], points: [{{name: a, kind: coil, address: 0}}]}}
+"
+        );
+        let got = messages(&text);
+        assert_eq!(got.len(), 5, "{got:#?}");
+        assert!(got[0].starts_with("test.yaml:16:31: devices[0].overrides.v.writable: an input point cannot be writable"), "{}", got[0]);
+        assert!(
+            got[0].ends_with("(point `v` of profile `meter` at test.yaml:9)"),
+            "{}",
+            got[0]
+        );
+        assert!(got[1].starts_with("test.yaml:16:44: devices[0].overrides.nope: profile `meter` (test.yaml:3) has no point `nope`"), "{}", got[1]);
+        assert!(got[2].starts_with("test.yaml:17:15: devices[0].drop[1]: profile `meter` (test.yaml:3) has no point `f2`"), "{}", got[2]);
+        assert!(
+            got[3].contains("devices[1].profile: no profile named `metre`; expected one of meter"),
+            "{}",
+            got[3]
+        );
+        assert!(got[4].contains("devices[2].drop: `drop` changes the points of a profile; this device has no `profile`"), "{}", got[4]);
+    }
 }
