@@ -191,13 +191,21 @@ impl Agent {
         };
         agent.start_uplink()?;
         agent.start_lines(diff::lines(&agent.devices).into_iter());
-        agent.router = Some(Router::start(
-            commands,
-            &agent.broker,
-            &agent.topics,
-            agent.lines.targets(&agent.devices),
-            agent.config.commands,
-        ));
+        // A broker-only gateway (no devices) has no command topics: `.../set` messages of LAN
+        // clients are left alone (dropping the subscription ends it).
+        agent.router = if agent.devices.is_empty() {
+            drop(commands);
+            info!("no devices: commands off");
+            None
+        } else {
+            Some(Router::start(
+                commands,
+                &agent.broker,
+                &agent.topics,
+                agent.lines.targets(&agent.devices),
+                agent.config.commands,
+            ))
+        };
         agent.metrics_server = metrics_listener.map(|l| agent.serve_metrics(l));
         info!(
             site = %agent.config.site,

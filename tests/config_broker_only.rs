@@ -78,6 +78,15 @@ fn lan_publishers_reach_the_cloud_through_an_outage_with_no_device() {
     );
     assert!(out.status.success(), "mosquitto_pub: {}", out.tail());
     lan.wait_for_topic("farm/sensor2/temp", WAIT);
+    // Commands are off: a LAN client's own `.../set` topic is just a topic, never answered.
+    agent.wait_for_line("no devices: commands off", WAIT);
+    mqtt::publish(local, "farm/sensor1/relay/set", "1", 1);
+    lan.wait_for_topic("farm/sensor1/relay/set", WAIT);
+    mqtt::publish(local, "farm/sensor1/marker", "m", 1);
+    lan.wait_for_topic("farm/sensor1/marker", WAIT);
+    lan.assert_none_for(Duration::from_millis(200), |m| {
+        m.topic.ends_with("/set/result")
+    });
     let before: Vec<&str> = vec!["before-1", "before-2"];
     wait_payloads(
         &upstream,
