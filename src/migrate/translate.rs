@@ -782,4 +782,43 @@ mod tests {
         assert_eq!(at, ["m.conf:1", "m.conf:4", "m.conf:7"]);
         assert_eq!(m.mapped, 4);
     }
+
+    #[test]
+    fn per_listener_settings_socket_domain_limits_and_a_tls_bridge() {
+        let m = run(
+            "per_listener_settings true\nlistener 1883 127.0.0.1\nallow_anonymous true\n\
+                     listener 8883\nsocket_domain ipv6\ncertfile c.pem\nkeyfile k.pem\n\
+                     password_file /etc/mosquitto/passwd\nmax_connections 100\n\
+                     persistent_client_expiration 2w\nmax_inflight_messages 0\n\
+                     connection up\naddress cloud.example.com:8883\nbridge_cafile ca.pem\n\
+                     bridge_protocol_version mqttv50\nremote_username gw\nremote_password pw\n\
+                     topic t/# both 2\nrestart_timeout 10\n",
+        );
+        let v: serde_yaml::Value = serde_yaml::from_str(&m.yaml).expect(&m.yaml);
+        let b = &v["broker"];
+        assert_eq!(b["listeners"][0]["allow_anonymous"], true);
+        assert_eq!(b["listeners"][1]["bind"], "[::]:8883");
+        assert_eq!(b["listeners"][1]["allow_anonymous"], false);
+        assert_eq!(b["listeners"][1]["tls"]["cert"], "/etc/mosquitto/c.pem");
+        assert_eq!(b["password_file"], "/etc/mosquitto/passwd");
+        // max_connections is per listener in Mosquitto: not honoured with two listeners.
+        assert!(b.get("max_connections").is_none());
+        assert_eq!(m.unhonoured.len(), 1, "{:?}", m.unhonoured);
+        assert_eq!(b["persistent_client_expiration"], "1209600s");
+        assert_eq!(b["max_inflight"], 65535);
+        let u = &v["uplink"];
+        assert_eq!(u["url"], "mqtts://cloud.example.com:8883");
+        assert_eq!(u["protocol"], "5");
+        assert_eq!(u["ca"], "/etc/mosquitto/ca.pem");
+        assert_eq!(u["password_file"], "uplink-password");
+        assert_eq!(
+            m.secrets,
+            vec![("uplink-password".to_owned(), "pw".to_owned())]
+        );
+        assert_eq!(u["forward"][0]["local"], "t/#");
+        assert_eq!(u["forward"][0]["qos"], 2);
+        assert_eq!(u["downlink"][0]["remote"], "t/#");
+        assert_eq!(u["reconnect"]["initial"], "10s");
+        assert!(!m.yaml.contains("pw\""), "{}", m.yaml);
+    }
 }
