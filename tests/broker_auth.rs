@@ -286,10 +286,7 @@ fn the_acl_refuses_subscriptions_with_0x80_and_filters_what_wide_ones_deliver() 
         suback(port, "5", "alice", "a", "$share/g/b/secret/x"),
         vec![0x80]
     );
-    assert_eq!(
-        suback(port, "5", "alice", "a", "$share/g/other/x"),
-        vec![0x80]
-    );
+    assert_eq!(suback(port, "5", "alice", "a", "$share/g/other/x"), vec![0x80]);
     assert_eq!(suback(port, "311", "bob", "bob", "clients/bob/#"), vec![1]);
     assert_eq!(
         suback(port, "311", "bob", "bob", "clients/alice/#"),

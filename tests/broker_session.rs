@@ -79,7 +79,10 @@ fn a_second_connection_with_the_same_client_id_takes_over() {
         // The first connection is closed by the broker.
         first.wait_for_line("disconnected", WAIT);
     }
-    agent.wait_for_line("already connected, closing old connection", WAIT);
+    agent.wait_for_line(
+        "already connected, closing old connection",
+        WAIT,
+    );
 }
 
 #[test]

@@ -197,10 +197,7 @@ fn every_refusal_is_logged_with_the_client_id() {
     agent.wait_for_line("guess-39", WAIT);
     common::wait::poll_until("41 refusal lines", WAIT, || {
         let lines = agent.lines();
-        let refused: Vec<&String> = lines
-            .iter()
-            .filter(|l| l.contains("client refused"))
-            .collect();
+        let refused: Vec<&String> = lines.iter().filter(|l| l.contains("client refused")).collect();
         let named = |i: usize| {
             let id = format!("client_id=guess-{i} ");
             refused.iter().any(|l| l.contains(&id))

@@ -170,10 +170,7 @@ mod tests {
             a.authenticate(false, creds(None, None)),
             Err(Refusal::AnonymousNotAllowed)
         );
-        assert_eq!(
-            a.authenticate(false, creds(Some("alice"), Some(b"pw"))),
-            Ok(())
-        );
+        assert_eq!(a.authenticate(false, creds(Some("alice"), Some(b"pw"))), Ok(()));
         assert_eq!(
             a.authenticate(true, creds(Some("alice"), Some(b"nope"))),
             Err(Refusal::WrongPassword),

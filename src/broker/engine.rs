@@ -271,11 +271,7 @@ impl Engine {
         })
     }
 
-    fn route_into(
-        &self,
-        p: &Arc<Publication>,
-        matches: &mut Vec<Match<SessionRef>>,
-    ) -> (usize, Option<u64>) {
+    fn route_into(&self, p: &Arc<Publication>, matches: &mut Vec<Match<SessionRef>>) -> (usize, Option<u64>) {
         read(&self.router).matches(&p.topic, matches);
         if matches.is_empty() {
             return (0, None);
@@ -283,8 +279,7 @@ impl Engine {
         let publisher = p.from.client_id();
         // No-local: a client's own (non-shared) subscriptions never get its messages back.
         if let Some(me) = publisher {
-            matches
-                .retain(|m| !(m.opts.no_local && !m.shared && *m.subscriber.0.client_id == **me));
+            matches.retain(|m| !(m.opts.no_local && !m.shared && *m.subscriber.0.client_id == **me));
         }
         matches.sort_unstable_by_key(|m| Arc::as_ptr(&m.subscriber.0) as usize);
         let settings = self.settings();
@@ -466,8 +461,7 @@ impl Engine {
             if msg.expired(now) {
                 continue;
             }
-            if access.has_acl() && !access.may_read(&session.client_id, user.as_deref(), &msg.topic)
-            {
+            if access.has_acl() && !access.may_read(&session.client_id, user.as_deref(), &msg.topic) {
                 continue;
             }
             let mut sub_ids = SubIds::None;
@@ -645,11 +639,7 @@ impl Engine {
         }
     }
 
-    fn end_session_locked(
-        &self,
-        sessions: &mut HashMap<Arc<str>, Arc<Session>>,
-        session: &Arc<Session>,
-    ) {
+    fn end_session_locked(&self, sessions: &mut HashMap<Arc<str>, Arc<Session>>, session: &Arc<Session>) {
         if sessions
             .get(&session.client_id)
             .is_some_and(|s| Arc::ptr_eq(s, session))
@@ -764,15 +754,13 @@ impl Engine {
                 );
             }
         }
-        let away = row.disconnected_ms.map_or(Duration::ZERO, |at| {
-            Duration::from_millis(u64::try_from(now_ms - at).unwrap_or(0))
-        });
+        let away = row
+            .disconnected_ms
+            .map_or(Duration::ZERO, |at| Duration::from_millis(u64::try_from(now_ms - at).unwrap_or(0)));
         if let Some(l) = lifetime(row.expiry, &self.settings()) {
             let left = l.saturating_sub(away);
-            self.timers.schedule(
-                Instant::now() + left,
-                Timer::Expire(Arc::downgrade(&session)),
-            );
+            self.timers
+                .schedule(Instant::now() + left, Timer::Expire(Arc::downgrade(&session)));
         }
         lock(&self.sessions).insert(row.client_id, session);
     }
@@ -811,21 +799,16 @@ impl Engine {
 
     /// Counts a connection in, unless `max_connections` is reached.
     fn admit(&self) -> bool {
-        let max = self
-            .settings()
-            .max_connections
-            .map_or(usize::MAX, |m| m as usize);
+        let max = self.settings().max_connections.map_or(usize::MAX, |m| m as usize);
         let mut now = self.connected.load(Ordering::Relaxed);
         loop {
             if now >= max {
                 return false;
             }
-            match self.connected.compare_exchange_weak(
-                now,
-                now + 1,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
+            match self
+                .connected
+                .compare_exchange_weak(now, now + 1, Ordering::Relaxed, Ordering::Relaxed)
+            {
                 Ok(_) => return true,
                 Err(actual) => now = actual,
             }

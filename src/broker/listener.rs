@@ -65,11 +65,7 @@ fn acceptor(l: &Listener) -> Result<Option<TlsAcceptor>, BrokerError> {
 
 /// `l` on the socket of a listener already serving its address (a reload that changed its
 /// TLS material or protocol keeps the socket: no moment without a listener).
-pub(super) fn rebind(
-    l: &Listener,
-    socket: Arc<TcpListener>,
-    addr: SocketAddr,
-) -> Result<Bound, BrokerError> {
+pub(super) fn rebind(l: &Listener, socket: Arc<TcpListener>, addr: SocketAddr) -> Result<Bound, BrokerError> {
     Ok(Bound {
         config: l.clone(),
         socket,
@@ -180,8 +176,7 @@ impl Accept {
                     BrokerStats::bump(&this.engine.stats.sockets);
                     let _ = stream.set_nodelay(this.engine.settings().tcp_nodelay);
                     let this2 = this.clone();
-                    this.tracker
-                        .spawn(async move { this2.connection(stream, peer).await });
+                    this.tracker.spawn(async move { this2.connection(stream, peer).await });
                 }
                 Err(e) => {
                     if let Some(suppressed) = this.failures.admit() {
@@ -209,9 +204,7 @@ impl Accept {
                 };
                 match tls {
                     Ok(Ok(tls)) => self.upgrade(tls, peer).await,
-                    Ok(Err(e)) => {
-                        self.failed(Stage::Tls, peer, &format!("TLS handshake failed: {e}"))
-                    }
+                    Ok(Err(e)) => self.failed(Stage::Tls, peer, &format!("TLS handshake failed: {e}")),
                     Err(_) => self.failed(Stage::Tls, peer, "TLS handshake timed out"),
                 }
             }
@@ -233,11 +226,7 @@ impl Accept {
         };
         match ws {
             Ok(Ok(ws)) => self.mqtt(ws, peer).await,
-            Ok(Err(e)) => self.failed(
-                Stage::WebSocket,
-                peer,
-                &format!("WebSocket upgrade failed: {e}"),
-            ),
+            Ok(Err(e)) => self.failed(Stage::WebSocket, peer, &format!("WebSocket upgrade failed: {e}")),
             Err(_) => self.failed(Stage::WebSocket, peer, "WebSocket upgrade timed out"),
         }
     }

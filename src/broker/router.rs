@@ -200,12 +200,7 @@ impl<S: Subscriber> Node<S> {
             && self.hash.is_empty()
     }
 
-    fn walk<'a>(
-        &self,
-        mut levels: std::str::Split<'a, char>,
-        root_dollar: bool,
-        out: &mut Vec<Match<S>>,
-    ) {
+    fn walk<'a>(&self, mut levels: std::str::Split<'a, char>, root_dollar: bool, out: &mut Vec<Match<S>>) {
         if !root_dollar {
             self.hash.collect(out);
         }
@@ -223,12 +218,7 @@ impl<S: Subscriber> Node<S> {
         }
     }
 
-    fn remove(
-        &mut self,
-        mut levels: std::str::Split<'_, char>,
-        group: Option<&str>,
-        s: &S,
-    ) -> bool {
+    fn remove(&mut self, mut levels: std::str::Split<'_, char>, group: Option<&str>, s: &S) -> bool {
         match levels.next() {
             None => self.exact.remove(group, s),
             Some("#") => self.hash.remove(group, s),
@@ -275,13 +265,7 @@ impl<S> Default for Router<S> {
 impl<S: Subscriber> Router<S> {
     /// Adds (or replaces the options of) `subscriber`'s subscription to `filter` (a valid
     /// filter, without its `$share/{group}/` prefix). Returns whether it is new.
-    pub fn subscribe(
-        &mut self,
-        filter: &str,
-        group: Option<&str>,
-        subscriber: &S,
-        opts: SubOpts,
-    ) -> bool {
+    pub fn subscribe(&mut self, filter: &str, group: Option<&str>, subscriber: &S, opts: SubOpts) -> bool {
         let mut node = &mut self.root;
         let mut levels = filter.split('/').peekable();
         let mut ends_with_hash = false;
@@ -320,8 +304,7 @@ impl<S: Subscriber> Router<S> {
     /// Appends to `out` every subscription matching `topic` (a valid topic name): one entry per
     /// matching plain subscription, one member per matching shared group.
     pub fn matches(&self, topic: &str, out: &mut Vec<Match<S>>) {
-        self.root
-            .walk(topic.split('/'), topic.starts_with('$'), out);
+        self.root.walk(topic.split('/'), topic.starts_with('$'), out);
     }
 
     /// Number of subscriptions (each shared member counts once).
@@ -392,10 +375,9 @@ mod tests {
     fn wildcards_match_like_the_specification_says() {
         let mut r = Router::default();
         let subs: Vec<Sub> = (0..8).map(Sub::new).collect();
-        for (s, f) in subs
-            .iter()
-            .zip(["a/b", "a/+", "a/#", "#", "+/+", "+", "a/+/c", "$SYS/#"])
-        {
+        for (s, f) in subs.iter().zip([
+            "a/b", "a/+", "a/#", "#", "+/+", "+", "a/+/c", "$SYS/#",
+        ]) {
             r.subscribe(f, None, s, opts(0));
         }
         assert_eq!(ids(&r, "a/b"), [0, 1, 2, 3, 4]);
@@ -403,17 +385,9 @@ mod tests {
         assert_eq!(ids(&r, "a/x/c"), [2, 3, 6]);
         assert_eq!(ids(&r, "b"), [3, 5]);
         assert_eq!(ids(&r, "/b"), [3, 4], "an empty first level is a level");
-        assert_eq!(
-            ids(&r, "$SYS/x"),
-            [7],
-            "no leading wildcard matches a $ topic"
-        );
+        assert_eq!(ids(&r, "$SYS/x"), [7], "no leading wildcard matches a $ topic");
         assert_eq!(ids(&r, "$SYS"), [7]);
-        assert_eq!(
-            ids(&r, "a/$x"),
-            [1, 2, 3, 4],
-            "$ only matters at the first level"
-        );
+        assert_eq!(ids(&r, "a/$x"), [1, 2, 3, 4], "$ only matters at the first level");
         assert_eq!(r.len(), 8);
     }
 

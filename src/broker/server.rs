@@ -209,11 +209,8 @@ impl Broker {
         let engine = Engine::new(settings(config), access, tap, store.clone(), stats);
         if let Some(loaded) = loaded {
             let now = super::message::now_ms();
-            let (retained, sessions, wills) = (
-                loaded.retained.len(),
-                loaded.sessions.len(),
-                loaded.wills.len(),
-            );
+            let (retained, sessions, wills) =
+                (loaded.retained.len(), loaded.sessions.len(), loaded.wills.len());
             let queued: usize = loaded.sessions.iter().map(|s| s.entries.len()).sum();
             for msg in loaded.retained {
                 engine.restore_retained(msg);
@@ -413,10 +410,7 @@ impl Broker {
     pub async fn shutdown(&self) {
         self.root.cancel();
         self.tracker.close();
-        if tokio::time::timeout(DRAIN, self.tracker.wait())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(DRAIN, self.tracker.wait()).await.is_err() {
             warn!(
                 left = self.tracker.len(),
                 "broker connections still closing after the drain deadline"

@@ -400,9 +400,7 @@ mod tests {
         assert!(st.settle(id, Stage::Published).is_none(), "settled once");
         let (d, _) = st.next_to_send(1, now, None).expect("second");
         assert_eq!(&d.msg.payload[..], b"2");
-        let (d, id) = st
-            .next_to_send(1, now, None)
-            .expect("QoS 0 needs no room in the window");
+        let (d, id) = st.next_to_send(1, now, None).expect("QoS 0 needs no room in the window");
         assert_eq!((&d.msg.payload[..], id), (&b"3"[..], None));
     }
 

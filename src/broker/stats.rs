@@ -220,6 +220,7 @@ impl BrokerStats {
     }
 }
 
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -110,10 +110,7 @@ impl Loads {
         let mut out = Vec::with_capacity(LOADS.len() * WINDOWS.len());
         for (i, name) in LOADS.iter().enumerate() {
             for (w, (window, _)) in WINDOWS.iter().enumerate() {
-                out.push((
-                    format!("$SYS/broker/load/{name}/{window}"),
-                    self.averages[i][w],
-                ));
+                out.push((format!("$SYS/broker/load/{name}/{window}"), self.averages[i][w]));
             }
         }
         out
@@ -276,8 +273,7 @@ mod tests {
     fn every_topic_mosquitto_publishes_is_there() {
         let mut loads = Loads::default();
         let c = StatsSnapshot::default();
-        let topics =
-            values(&BrokerStatus::default(), "v").len() + loads.update(Instant::now(), &c).len();
+        let topics = values(&BrokerStatus::default(), "v").len() + loads.update(Instant::now(), &c).len();
         assert_eq!(topics, 53, "Mosquitto 2.0 publishes 53 $SYS topics");
     }
 
@@ -298,9 +294,6 @@ mod tests {
         let mut changes = Changes::default();
         let first = changes.loads(out.clone());
         assert_eq!(first.len(), 27);
-        assert!(
-            changes.loads(out).is_empty(),
-            "unchanged values are not sent again"
-        );
+        assert!(changes.loads(out).is_empty(), "unchanged values are not sent again");
     }
 }

@@ -56,9 +56,7 @@ impl Timers {
     fn due(&self, now: Instant) -> Vec<Timer> {
         let mut pending = self.lock();
         let later = pending.split_off(&(now, u64::MAX));
-        std::mem::replace(&mut *pending, later)
-            .into_values()
-            .collect()
+        std::mem::replace(&mut *pending, later).into_values().collect()
     }
 
     #[cfg(test)]

@@ -106,7 +106,8 @@ pub(super) fn broker(cx: &mut Ctx, node: &Value, origin: &Origin) -> Option<Brok
     let max_topic_alias = m.optional_with(cx, "max_topic_alias", |cx, v| {
         integer(cx, v, 0, 65_535).and_then(|n| u16::try_from(n).ok())
     });
-    let persistent_client_expiration = m.optional::<Duration>(cx, "persistent_client_expiration");
+    let persistent_client_expiration =
+        m.optional::<Duration>(cx, "persistent_client_expiration");
     let queue_qos0_messages = m.or(cx, "queue_qos0_messages", false);
     let connection_messages = m.or(cx, "connection_messages", true);
     let listeners = match listeners? {

@@ -184,10 +184,7 @@ pub(super) async fn handshake<T: AsyncRead + AsyncWrite + Unpin + Send>(
     // MQTT 3.x (which has none for it) a closed connection, as from Mosquitto.
     let bad_will = connect.will.as_ref().and_then(|w| {
         if let Err(e) = topic::validate_name(&w.topic) {
-            return Some((
-                reason::TOPIC_NAME_INVALID,
-                format!("will topic {:?}: {e}", w.topic),
-            ));
+            return Some((reason::TOPIC_NAME_INVALID, format!("will topic {:?}: {e}", w.topic)));
         }
         codec::check_payload_format(&w.props, &w.payload)
             .err()
@@ -233,11 +230,7 @@ pub(super) async fn handshake<T: AsyncRead + AsyncWrite + Unpin + Send>(
             "client refused: max_connections reached");
         refuse(
             &mut io,
-            refusal_code(
-                protocol,
-                reason::QUOTA_EXCEEDED,
-                reason::V3_SERVER_UNAVAILABLE,
-            ),
+            refusal_code(protocol, reason::QUOTA_EXCEEDED, reason::V3_SERVER_UNAVAILABLE),
             "max_connections reached",
         );
         io.close(true).await;
@@ -246,7 +239,10 @@ pub(super) async fn handshake<T: AsyncRead + AsyncWrite + Unpin + Send>(
 
     let connect = *connect;
     let assigned = connect.client_id.is_empty().then(assigned_id);
-    let client_id: Arc<str> = assigned.as_deref().unwrap_or(&connect.client_id).into();
+    let client_id: Arc<str> = assigned
+        .as_deref()
+        .unwrap_or(&connect.client_id)
+        .into();
     let username: Option<Arc<str>> = connect.username.as_deref().map(Into::into);
     let expiry = if protocol.is_v5() {
         connect.props.session_expiry_interval
@@ -298,8 +294,7 @@ pub(super) async fn handshake<T: AsyncRead + AsyncWrite + Unpin + Send>(
         props.server_keep_alive = server_keep_alive;
         props.receive_maximum = (settings.max_inflight < u16::MAX).then_some(settings.max_inflight);
         props.maximum_packet_size = Some(settings.max_packet_size);
-        props.topic_alias_maximum =
-            (settings.max_topic_alias > 0).then_some(settings.max_topic_alias);
+        props.topic_alias_maximum = (settings.max_topic_alias > 0).then_some(settings.max_topic_alias);
     }
     let mut client = Client {
         io,

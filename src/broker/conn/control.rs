@@ -8,9 +8,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::info;
 
 use super::{Client, End};
-use crate::broker::codec::{
-    reason, topic, Disconnect, Packet, SubAck, Subscribe, UnsubAck, Unsubscribe,
-};
+use crate::broker::codec::{reason, topic, Disconnect, Packet, SubAck, Subscribe, UnsubAck, Unsubscribe};
 use crate::broker::router::SubOpts;
 use crate::broker::session::Subscription;
 use crate::broker::stats::BrokerStats;
@@ -33,9 +31,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Client<T> {
                 )
             })?;
             if parsed.share_group.is_some() && opts.no_local {
-                return Err(End::protocol(
-                    "no local on a shared subscription (MQTT-3.8.3-4)",
-                ));
+                return Err(End::protocol("no local on a shared subscription (MQTT-3.8.3-4)"));
             }
             // The ACL sees the filter a shared subscription matches, without `$share/{group}/`
             // (as Mosquitto): `topic read #` allows `$share/g/a/b`.

@@ -32,10 +32,7 @@ pub(in crate::broker) enum End {
     /// Bytes that are not a valid packet.
     Malformed(DecodeError),
     /// A valid packet the specification forbids here.
-    Violation {
-        code: u8,
-        why: Cow<'static, str>,
-    },
+    Violation { code: u8, why: Cow<'static, str> },
 }
 
 impl End {
@@ -89,9 +86,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Client<T> {
                 (End::Disconnected, _) | (_, None) => WillAction::Drop,
                 (_, Some((msg, delay))) => WillAction::Publish(msg, delay),
             };
-            engine
-                .closed(&self.session, self.id, will, self.expiry)
-                .await;
+            engine.closed(&self.session, self.id, will, self.expiry).await;
         }
         engine.client_gone(self.id);
         engine.stats.disconnected();

@@ -34,9 +34,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Client<T> {
     fn resolve_topic(&mut self, p: &Publish) -> Result<Arc<str>, End> {
         let Some(alias) = p.props.topic_alias else {
             if p.topic.is_empty() {
-                return Err(End::protocol(
-                    "PUBLISH with neither a topic name nor a topic alias",
-                ));
+                return Err(End::protocol("PUBLISH with neither a topic name nor a topic alias"));
             }
             return Ok(p.topic.clone());
         };
@@ -53,9 +51,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Client<T> {
                 .aliases_in
                 .get(index)
                 .and_then(Clone::clone)
-                .ok_or_else(|| {
-                    End::protocol(format!("topic alias {alias} used before it was set"))
-                });
+                .ok_or_else(|| End::protocol(format!("topic alias {alias} used before it was set")));
         }
         if self.aliases_in.len() <= index {
             self.aliases_in.resize(index + 1, None);
@@ -168,9 +164,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Client<T> {
                         let mut st = self.session.lock();
                         st.qos2_in.push(id.get());
                         match (&self.engine.store, st.persistent()) {
-                            (Some(store), true) => {
-                                Some(store.qos2(&self.client_id, id.get(), true))
-                            }
+                            (Some(store), true) => Some(store.qos2(&self.client_id, id.get(), true)),
                             _ => None,
                         }
                     };

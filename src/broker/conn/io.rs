@@ -10,9 +10,9 @@
 //!   acknowledgements read and handled.
 
 use std::future::Future;
+use std::time::Duration;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::futures::Notified;

@@ -197,10 +197,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Client<T> {
         for (counter, n) in [
             (&stats.net_bytes_received, read),
             (&stats.net_bytes_sent, written),
-            (
-                &stats.packets_received,
-                std::mem::take(&mut self.packets_in),
-            ),
+            (&stats.packets_received, std::mem::take(&mut self.packets_in)),
             (&stats.packets_sent, std::mem::take(&mut self.packets_out)),
         ] {
             if n > 0 {
@@ -296,11 +293,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Client<T> {
         if self.acks.is_empty() {
             return;
         }
-        let committed = self
-            .engine
-            .store
-            .as_ref()
-            .map_or(u64::MAX, |s| s.committed());
+        let committed = self.engine.store.as_ref().map_or(u64::MAX, |s| s.committed());
         while self.acks.front().is_some_and(|a| a.ticket <= committed) {
             if let Some(a) = self.acks.pop_front() {
                 self.send(&a.packet);

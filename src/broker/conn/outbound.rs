@@ -160,9 +160,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Client<T> {
         }
         codec::encode_publish(self.io.output(), self.protocol, &out);
         self.packets_out += 1;
-        if let (Some(a), Some(alias), true) =
-            (self.aliases_out.as_mut(), plan.alias, plan.with_topic)
-        {
+        if let (Some(a), Some(alias), true) = (self.aliases_out.as_mut(), plan.alias, plan.with_topic) {
             a.commit(&msg.topic, alias);
         }
         let stats = &self.engine.stats;
@@ -185,9 +183,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Client<T> {
         self.owned(&st)?;
         match st.settle(a.packet_id.get(), Stage::Published) {
             Some(f) => self.forget(&f.delivery),
-            None => {
-                debug!(client_id = %self.client_id, packet_id = a.packet_id, "PUBACK for no message in flight")
-            }
+            None => debug!(client_id = %self.client_id, packet_id = a.packet_id, "PUBACK for no message in flight"),
         }
         Ok(())
     }
@@ -229,9 +225,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Client<T> {
         self.owned(&st)?;
         match st.settle(a.packet_id.get(), Stage::Released) {
             Some(f) => self.forget(&f.delivery),
-            None => {
-                debug!(client_id = %self.client_id, packet_id = a.packet_id, "PUBCOMP for no message in flight")
-            }
+            None => debug!(client_id = %self.client_id, packet_id = a.packet_id, "PUBCOMP for no message in flight"),
         }
         Ok(())
     }
@@ -253,24 +247,14 @@ mod tests {
         let mut a = Aliases::for_client(2).expect("allowed");
         let t: Vec<Arc<str>> = ["a", "b", "c"].iter().map(|&s| s.into()).collect();
         let p = a.plan(&t[0]);
-        assert_eq!(
-            (p.alias.map(NonZeroU16::get), p.with_topic),
-            (Some(1), true)
-        );
+        assert_eq!((p.alias.map(NonZeroU16::get), p.with_topic), (Some(1), true));
         a.commit(&t[0], p.alias.expect("alias"));
         let p = a.plan(&t[0]);
-        assert_eq!(
-            (p.alias.map(NonZeroU16::get), p.with_topic),
-            (Some(1), false)
-        );
+        assert_eq!((p.alias.map(NonZeroU16::get), p.with_topic), (Some(1), false));
         let p = a.plan(&t[1]);
         a.commit(&t[1], p.alias.expect("alias"));
         let p = a.plan(&t[2]);
-        assert_eq!(
-            (p.alias.map(NonZeroU16::get), p.with_topic),
-            (Some(1), true),
-            "reuses the first"
-        );
+        assert_eq!((p.alias.map(NonZeroU16::get), p.with_topic), (Some(1), true), "reuses the first");
         a.commit(&t[2], p.alias.expect("alias"));
         assert!(a.plan(&t[0]).with_topic, "a's alias was taken");
         assert!(!a.plan(&t[1]).with_topic);

@@ -183,8 +183,9 @@ pub fn load(conn: &Connection) -> rusqlite::Result<(Loaded, HashMap<u64, u32>, u
         "DELETE FROM msgs WHERE id NOT IN (SELECT msg_id FROM queue)",
         [],
     )?;
-    let next_msg_id: i64 =
-        conn.query_row("SELECT COALESCE(MAX(id), 0) FROM msgs", [], |r| r.get(0))?;
+    let next_msg_id: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) FROM msgs", [], |r| {
+        r.get(0)
+    })?;
 
     let mut stmt = conn.prepare(
         "SELECT client_id, topic, payload, qos, retain, props, delay_secs, created_ms \

@@ -203,7 +203,12 @@ impl MessageColumns {
 /// Subscription identifiers as text (`"1,7"`), `None` when there are none.
 pub fn sub_ids_text(ids: &SubIds) -> Option<String> {
     let ids = ids.as_slice();
-    (!ids.is_empty()).then(|| ids.iter().map(u32::to_string).collect::<Vec<_>>().join(","))
+    (!ids.is_empty()).then(|| {
+        ids.iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    })
 }
 
 pub fn sub_ids_from(text: Option<&str>) -> SubIds {
@@ -254,12 +259,9 @@ mod tests {
         assert!(cols(None, Some(r#"{"expiry_secs":4}"#))
             .into_publication(6_000)
             .is_none());
-        let kept = cols(
-            None,
-            Some(r#"{"expiry_secs":60,"user_properties":[["k","v"]]}"#),
-        )
-        .into_publication(6_000)
-        .expect("alive");
+        let kept = cols(None, Some(r#"{"expiry_secs":60,"user_properties":[["k","v"]]}"#))
+            .into_publication(6_000)
+            .expect("alive");
         let props = kept.props.as_deref().expect("props");
         assert_eq!(props.user_properties, vec![("k".into(), "v".into())]);
     }

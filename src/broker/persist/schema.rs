@@ -95,13 +95,12 @@ pub fn open(path: &Path) -> Result<(Connection, Option<PathBuf>), PersistError> 
     match open_checked(path) {
         Ok(conn) => Ok((conn, None)),
         Err(Unreadable::Corrupt) => {
-            let aside =
-                crate::store::recover::move_aside(path, chrono::Utc::now()).map_err(|e| {
-                    PersistError::MoveAside {
-                        path: path.to_owned(),
-                        reason: e.to_string(),
-                    }
-                })?;
+            let aside = crate::store::recover::move_aside(path, chrono::Utc::now()).map_err(
+                |e| PersistError::MoveAside {
+                    path: path.to_owned(),
+                    reason: e.to_string(),
+                },
+            )?;
             let conn = open_checked(path).map_err(fail)?;
             Ok((conn, Some(aside)))
         }

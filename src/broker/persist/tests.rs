@@ -79,11 +79,7 @@ fn everything_written_is_read_back() -> TestResult {
     let s1: Arc<str> = "s1".into();
     let retained = publication("a/$state", "on", client("pub"));
     store.retain("a/$state".into(), Some(retained), false);
-    store.retain(
-        "gone".into(),
-        Some(publication("gone", "x", client("pub"))),
-        false,
-    );
+    store.retain("gone".into(), Some(publication("gone", "x", client("pub"))), false);
     store.retain("gone".into(), None, false);
     store.session(row("s1"));
     store.subscribe(&s1, sub("a/#"));
@@ -101,13 +97,7 @@ fn everything_written_is_read_back() -> TestResult {
     store.will(
         &s1,
         Some(StoredWill {
-            msg: publication(
-                "will/s1",
-                "gone",
-                Publisher::Will {
-                    client_id: s1.clone(),
-                },
-            ),
+            msg: publication("will/s1", "gone", Publisher::Will { client_id: s1.clone() }),
             delay: 5,
         }),
     );
@@ -131,17 +121,11 @@ fn everything_written_is_read_back() -> TestResult {
     assert_eq!(&first.delivery.msg.payload[..], b"m1");
     assert_eq!(first.sent.map(|(id, rel)| (id.get(), rel)), Some((3, true)));
     assert_eq!(first.delivery.sub_ids.as_slice(), &[7]);
-    assert_eq!(
-        first.delivery.msg.from.client_id().map(|c| &**c),
-        Some("pub")
-    );
+    assert_eq!(first.delivery.msg.from.client_id().map(|c| &**c), Some("pub"));
     assert!(s.entries[1].sent.is_none());
     assert_eq!(loaded.wills.len(), 1);
     assert_eq!(loaded.wills[0].will.delay, 5);
-    assert!(matches!(
-        loaded.wills[0].will.msg.from,
-        Publisher::Will { .. }
-    ));
+    assert!(matches!(loaded.wills[0].will.msg.from, Publisher::Will { .. }));
     store.close()?;
     Ok(())
 }
@@ -176,11 +160,7 @@ fn a_message_queued_for_two_sessions_is_stored_once_until_both_acknowledge() -> 
     assert_eq!((count(&path, "queue")?, count(&path, "msgs")?), (2, 1));
 
     let (store, loaded) = Store::open(&path)?;
-    assert_eq!(
-        loaded.sessions.len(),
-        0,
-        "no session rows: the queue rows are dropped"
-    );
+    assert_eq!(loaded.sessions.len(), 0, "no session rows: the queue rows are dropped");
     assert_eq!(count(&path, "msgs")?, 0, "and so is the message");
     let m = publication("t", "shared", client("p"));
     store.session(row("a"));
@@ -202,11 +182,7 @@ fn the_agents_retained_messages_are_written_at_close_and_tickets_advance() -> Te
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("broker.db");
     let (store, _) = Store::open(&path)?;
-    let lazy = store.retain(
-        "p/d/t".into(),
-        Some(publication("p/d/t", "21", Publisher::Agent)),
-        true,
-    );
+    let lazy = store.retain("p/d/t".into(), Some(publication("p/d/t", "21", Publisher::Agent)), true);
     store.flushed_blocking();
     assert!(store.committed() >= lazy);
     assert_eq!(count(&path, "retained")?, 0, "not yet: written lazily");
