@@ -70,7 +70,9 @@ pub async fn run_with(
     // SIGTERM during start-up (or right after `ferrule running`) drains instead of killing.
     let early = std::future::poll_fn(|cx| Poll::Ready(shutdown.as_mut().poll(cx).is_ready())).await;
     let mut agent = Agent::start(config, health.clone()).await?;
-    let mut triggers = path.as_deref().map(watch::Triggers::start);
+    let mut triggers = path
+        .as_deref()
+        .map(|p| watch::Triggers::start(p, agent.config.profiles_dir.as_deref()));
     health.ready();
     // Status and watchdog pings only after READY=1 (systemd ignores pings before it).
     let cancel = CancellationToken::new();
@@ -186,13 +188,21 @@ impl Agent {
         };
         agent.start_uplink()?;
         agent.start_lines(diff::lines(&agent.devices).into_iter());
-        agent.router = Some(Router::start(
-            commands,
-            &agent.broker,
-            &agent.topics,
-            agent.lines.targets(&agent.devices),
-            agent.config.commands,
-        ));
+        // A broker-only gateway (no devices) has no command topics: `.../set` messages of LAN
+        // clients are left alone (dropping the subscription ends it).
+        agent.router = if agent.devices.is_empty() {
+            drop(commands);
+            info!("no devices: commands off");
+            None
+        } else {
+            Some(Router::start(
+                commands,
+                &agent.broker,
+                &agent.topics,
+                agent.lines.targets(&agent.devices),
+                agent.config.commands,
+            ))
+        };
         agent.metrics_server = metrics_listener.map(|l| agent.serve_metrics(l));
         info!(
             site = %agent.config.site,

@@ -1,5 +1,5 @@
 //! The command line: `run`, `check`, `simulate`, `probe`, `demo`, `passwd`, `queue` (in
-//! `cli/queue.rs`).
+//! `cli/queue.rs`), `migrate` (in `cli/migrate.rs`), `import` (in `cli/import.rs`).
 //!
 //! Exit codes: 0 success; 1 a runtime failure (a port in use, an unreadable queue, ...);
 //! 2 an invalid config or bad usage.
@@ -18,6 +18,8 @@ use crate::broker;
 use crate::config::{self, Config, ConfigError, Device, Origin, Point, RegisterKind, Transport};
 use crate::field::{busload, plan, probe, simulator};
 
+mod import;
+mod migrate;
 mod queue;
 
 /// The built-in demo config (also `configs/demo.yaml`).
@@ -67,6 +69,13 @@ pub enum Command {
     /// Add a user to a Mosquitto password file, change its password, or delete it (the file
     /// works with ferrule's `broker.password_file` and with Mosquitto itself).
     Passwd(PasswdArgs),
+    /// Convert a Mosquitto configuration (mosquitto.conf, with its include_dir) into a ferrule
+    /// config, listing every option ferrule cannot honour (exit 3 when there is one).
+    Migrate(migrate::MigrateArgs),
+    /// Bring a register map in from a spreadsheet export: `ferrule import csv MAP.csv
+    /// --profile NAME -o profiles/NAME.yaml`.
+    #[command(subcommand)]
+    Import(import::ImportCommand),
 }
 
 /// `ferrule passwd [-c | -D] [--stdin] [-I N] FILE USER`, like `mosquitto_passwd`.
@@ -162,6 +171,8 @@ pub fn main(cli: Cli) -> ExitCode {
             Ok(config) => runtime(demo(config)),
             Err(e) => report(&e),
         },
+        Command::Migrate(args) => migrate::main(&args),
+        Command::Import(cmd) => import::main(&cmd),
         Command::Passwd(args) => match passwd(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => report(&e),
@@ -365,11 +376,38 @@ pub fn summary(name: &str, config: &Config) -> String {
         })
         .collect();
     let _ = writeln!(out, "  broker listeners: {}", listeners.join(", "));
-    let _ = writeln!(
-        out,
-        "  {} device(s), {points} point(s), {requests} Modbus request(s) per poll cycle",
-        config.devices.len()
-    );
+    for p in &config.profiles {
+        let users: Vec<&str> = p.devices.iter().map(|u| u.device.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "  profile {} ({}): {} point(s), used by {}",
+            p.name,
+            p.at,
+            p.points,
+            if users.is_empty() {
+                "no device".to_owned()
+            } else {
+                users.join(", ")
+            }
+        );
+    }
+    if config.devices.is_empty() {
+        let role = if config.uplink.is_some() {
+            "the embedded broker and the store-and-forward uplink for LAN publishers"
+        } else {
+            "the embedded broker only"
+        };
+        let _ = writeln!(
+            out,
+            "  no devices: a broker-only gateway ({role}); no Modbus polling, commands off"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "  {} device(s), {points} point(s), {requests} Modbus request(s) per poll cycle",
+            config.devices.len()
+        );
+    }
     for d in &config.devices {
         let classes = plan::classes(d);
         let mut per = String::new();
@@ -395,8 +433,36 @@ pub fn summary(name: &str, config: &Config) -> String {
             d.points.len(),
             requests_per_cycle(d),
         );
-        for p in &d.points {
-            let _ = writeln!(out, "      {}", describe_point(d, p));
+        let usage = config.profile_of(&d.name);
+        if let Some(u) = usage {
+            let at = config
+                .profiles
+                .iter()
+                .find(|p| p.name == u.profile)
+                .map_or("", |p| p.at.as_str());
+            let mut changes = vec![format!("{} added", u.added)];
+            if !u.overridden.is_empty() {
+                changes.push(format!("overridden: {}", u.overridden.join(", ")));
+            }
+            if !u.dropped.is_empty() {
+                changes.push(format!("dropped: {}", u.dropped.join(", ")));
+            }
+            let _ = writeln!(
+                out,
+                "      profile {} ({at}); {}",
+                u.profile,
+                changes.join("; ")
+            );
+        }
+        let own_from = d.points.len() - usage.map_or(d.points.len(), |u| u.added);
+        for (i, p) in d.points.iter().enumerate() {
+            let origin = match usage {
+                None => "",
+                Some(_) if i >= own_from => "  [device]",
+                Some(u) if u.overridden.contains(&p.name) => "  [profile, overridden]",
+                Some(_) => "  [profile]",
+            };
+            let _ = writeln!(out, "      {}{origin}", describe_point(d, p));
         }
     }
     let mut warnings = Vec::new();
@@ -451,25 +517,29 @@ pub fn summary(name: &str, config: &Config) -> String {
             ));
         }
     }
-    let _ = writeln!(
-        out,
-        "  commands: writes {}, audit {}{}",
-        if config.commands.writes {
-            "enabled"
-        } else {
-            "disabled"
-        },
-        if config.commands.audit_publish {
-            "publish"
-        } else {
-            "log"
-        },
-        if any_writable(config) {
-            ""
-        } else {
-            " (no writable point)"
-        }
-    );
+    if config.devices.is_empty() {
+        let _ = writeln!(out, "  commands: off (no devices)");
+    } else {
+        let _ = writeln!(
+            out,
+            "  commands: writes {}, audit {}{}",
+            if config.commands.writes {
+                "enabled"
+            } else {
+                "disabled"
+            },
+            if config.commands.audit_publish {
+                "publish"
+            } else {
+                "log"
+            },
+            if any_writable(config) {
+                ""
+            } else {
+                " (no writable point)"
+            }
+        );
+    }
     match &config.uplink {
         None => {
             let _ = writeln!(out, "  uplink: off");
@@ -557,6 +627,9 @@ fn describe_point(d: &Device, p: &Point) -> String {
     let mut extra = String::new();
     if let Some(written) = &p.written_address {
         extra.push_str(&format!("  (written {written})"));
+    }
+    if p.deadband != config::Deadband::default() {
+        extra.push_str(&format!("  deadband {}", p.deadband));
     }
     if let Some(poll) = p.poll.filter(|poll| *poll != d.poll) {
         extra.push_str(&format!("  poll {}", config::show_duration(poll)));

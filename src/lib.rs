@@ -13,6 +13,7 @@
 //! - [`errors`]  error chains for logs
 //! - [`backoff`] capped exponential backoff with jitter for every reconnect
 //! - [`app`]     wiring, cancellation, drain order
+//! - [`migrate`] a Mosquitto configuration → the equivalent ferrule config
 //! - [`cli`]     the subcommands: run, check, simulate, probe, demo, passwd
 
 pub mod app;
@@ -24,6 +25,7 @@ pub mod config;
 pub mod errors;
 pub mod field;
 pub mod health;
+pub mod migrate;
 pub mod payload;
 pub mod store;
 pub mod topics;

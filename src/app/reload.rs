@@ -180,6 +180,13 @@ async fn apply(agent: &mut Agent, mut new: Config) -> anyhow::Result<Outcome> {
     agent.start_lines(restart.into_iter());
     let targets = agent.lines.targets(&agent.devices);
     match &mut agent.router {
+        // No devices any more: commands off (a broker-only gateway).
+        Some(_) if agent.devices.is_empty() => {
+            if let Some(r) = agent.router.take() {
+                r.stop().await;
+            }
+        }
+        None if agent.devices.is_empty() => {}
         Some(r) => {
             r.replace(&agent.broker, &agent.topics, targets, agent.config.commands)
                 .await

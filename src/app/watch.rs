@@ -32,17 +32,17 @@ impl Trigger {
     }
 }
 
-/// The reload triggers of one config file.
+/// The reload triggers of one config file (and of its profile files).
 pub struct Triggers {
     rx: mpsc::Receiver<Trigger>,
-    /// Dropping the watcher stops the watch.
-    _watcher: Option<notify::RecommendedWatcher>,
+    /// Dropping a watcher stops its watch.
+    _watchers: Vec<notify::RecommendedWatcher>,
 }
 
 impl Triggers {
     /// Watches `path`'s directory and listens for SIGHUP. A watch that cannot be set up is
     /// logged (SIGHUP still works).
-    pub fn start(path: &Path) -> Self {
+    pub fn start(path: &Path, profiles_dir: Option<&Path>) -> Self {
         let (tx, rx) = mpsc::channel(4);
         // Registered here, before READY=1: a SIGHUP that comes at once must not find the
         // default action (terminate) in place.
@@ -52,16 +52,24 @@ impl Triggers {
             }
             Err(e) => warn!(error = %e, "cannot listen for SIGHUP"),
         }
-        let watcher = match watch_file(path, tx.clone()) {
-            Ok(w) => Some(w),
+        let mut watchers = Vec::new();
+        match watch_file(path, tx.clone()) {
+            Ok(w) => watchers.push(w),
             Err(e) => {
                 warn!(path = %path.display(), error = %e, "cannot watch the config file; reload with SIGHUP");
-                None
             }
-        };
+        }
+        if let Some(dir) = profiles_dir {
+            match watch_profiles(dir, tx.clone()) {
+                Ok(w) => watchers.push(w),
+                Err(e) => {
+                    warn!(dir = %dir.display(), error = %e, "cannot watch the profiles directory; reload with SIGHUP");
+                }
+            }
+        }
         Self {
             rx,
-            _watcher: watcher,
+            _watchers: watchers,
         }
     }
 
@@ -96,6 +104,39 @@ fn watch_file(
     info!(dir = %dir.display(), "watching the config file for changes");
     tokio::spawn(debounce(raw_rx, triggers));
     Ok(watcher)
+}
+
+/// Watches the profile files (`*.yaml`, `*.yml`) of `dir`: a change to one reloads the config
+/// (the diff then restarts the devices whose resolved map changed).
+fn watch_profiles(
+    dir: &Path,
+    triggers: mpsc::Sender<Trigger>,
+) -> notify::Result<notify::RecommendedWatcher> {
+    let (raw_tx, raw_rx) = mpsc::unbounded_channel::<()>();
+    let mut watcher =
+        notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
+            Ok(event) if concerns_profile(&event) => {
+                let _ = raw_tx.send(());
+            }
+            Ok(_) => {}
+            Err(e) => debug!(error = %e, "profiles watch error"),
+        })?;
+    watcher.watch(dir, RecursiveMode::NonRecursive)?;
+    info!(dir = %dir.display(), "watching the profiles directory for changes");
+    tokio::spawn(debounce(raw_rx, triggers));
+    Ok(watcher)
+}
+
+fn concerns_profile(event: &notify::Event) -> bool {
+    let changes = matches!(
+        event.kind,
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Any
+    );
+    changes
+        && event
+            .paths
+            .iter()
+            .any(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
 }
 
 /// Whether `event` may have changed the file named `name` (reads and opens do not).

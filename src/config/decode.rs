@@ -63,9 +63,73 @@ pub struct Problem {
 pub struct Ctx {
     path: Vec<Seg>,
     problems: Vec<Problem>,
+    /// The file being decoded (name, text), when known: lets a message name the line of a
+    /// node elsewhere in the document (a profile point seen from a device).
+    source: Option<(String, String)>,
+    /// Problems already located in other files (profile files), in the order found.
+    elsewhere: Vec<super::error::Diagnostic>,
 }
 
 impl Ctx {
+    /// A context over the text of file `name`.
+    pub fn with_source(name: &str, text: &str) -> Self {
+        Self {
+            source: Some((name.to_owned(), text.to_owned())),
+            ..Self::default()
+        }
+    }
+
+    /// `file:line` of the node at `suffix` under the current path, when the source is known.
+    pub fn where_is(&self, suffix: &[Seg]) -> Option<String> {
+        let (name, text) = self.source.as_ref()?;
+        let mut path = self.path.clone();
+        path.extend_from_slice(suffix);
+        let (line, _) = super::locate::position(text, &path, At::Node)?;
+        Some(format!("{name}:{line}"))
+    }
+
+    /// `file:line` of the key `key` of the current mapping, when the source is known.
+    pub fn where_is_key(&self, key: &str) -> Option<String> {
+        let (name, text) = self.source.as_ref()?;
+        let mut path = self.path.clone();
+        path.push(Seg::Key(key.to_owned()));
+        let (line, _) = super::locate::position(text, &path, At::Key { nth: 0 })?;
+        Some(format!("{name}:{line}"))
+    }
+
+    /// The name of the file being decoded, when known.
+    pub fn file_name(&self) -> Option<&str> {
+        self.source.as_ref().map(|(name, _)| name.as_str())
+    }
+
+    /// Records problems of another file, already located.
+    pub fn elsewhere(&mut self, diagnostics: Vec<super::error::Diagnostic>) {
+        self.elsewhere.extend(diagnostics);
+    }
+
+    /// Problems recorded so far in this file.
+    pub fn problem_count(&self) -> usize {
+        self.problems.len()
+    }
+
+    /// Runs `f`, then rewrites the message of every problem it recorded with `amend`.
+    pub fn amended<R>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> R,
+        amend: impl Fn(&str) -> String,
+    ) -> R {
+        let before = self.problems.len();
+        let result = f(self);
+        for p in &mut self.problems[before..] {
+            p.message = amend(&p.message);
+        }
+        result
+    }
+
+    /// The problems of this file and the diagnostics of other files.
+    pub fn into_parts(self) -> (Vec<Problem>, Vec<super::error::Diagnostic>) {
+        (self.problems, self.elsewhere)
+    }
     /// Records a problem about the current node.
     pub fn error(&mut self, message: impl Into<String>) {
         self.problems.push(Problem {

@@ -29,7 +29,7 @@ pub enum ConfigError {
         column: usize,
     },
     /// The file holds no YAML value: empty, or only whitespace and comments.
-    #[error("{path} is empty: expected a mapping with at least `site` and `devices`")]
+    #[error("{path} is empty: expected a mapping with at least `site`")]
     Empty { path: String },
     /// The file parsed as YAML (or not) and has problems, all of them listed in file order.
     #[error("{}", DisplayLines(.0))]

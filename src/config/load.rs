@@ -85,7 +85,11 @@ pub fn parse(text: &str, origin: &Origin) -> Result<Config, ConfigError> {
     let (root, found) = match tree(text) {
         Ok(tree) => tree,
         Err(e) => {
-            let (position, message) = syntax_error(text, &e);
+            let (position, message) = if super::mosquitto_hint::looks_like_mosquitto(text) {
+                ((1, 1), super::mosquitto_hint::message(&origin.name))
+            } else {
+                syntax_error(text, &e)
+            };
             let syntax = diagnostic(position, String::new(), message);
             return Err(ConfigError::Invalid(vec![syntax]));
         }
@@ -93,27 +97,76 @@ pub fn parse(text: &str, origin: &Origin) -> Result<Config, ConfigError> {
     if root.is_null() {
         return Err(empty());
     }
-    let mut cx = Ctx::default();
+    let mut cx = Ctx::with_source(&origin.name, text);
     for problem in found {
         cx.push(explain_duplicate(text, problem));
     }
     let config = schema::config(&mut cx, &root, origin);
-    let problems = cx.into_problems();
-    if let Some(config) = config.filter(|_| problems.is_empty()) {
+    let (problems, elsewhere) = cx.into_parts();
+    if let Some(config) = config.filter(|_| problems.is_empty() && elsewhere.is_empty()) {
         return Ok(config);
     }
-    let mut diagnostics: Vec<Diagnostic> = problems
-        .into_iter()
-        .map(|p| diagnostic(locate::nearest(text, &p), render(&p.path), p.message))
-        .collect();
-    if diagnostics.is_empty() {
+    if root.is_string() && super::mosquitto_hint::looks_like_mosquitto(text) {
+        return Err(ConfigError::Invalid(vec![diagnostic(
+            (1, 1),
+            String::new(),
+            super::mosquitto_hint::message(&origin.name),
+        )]));
+    }
+    let mut diagnostics = located(&origin.name, text, problems);
+    if diagnostics.is_empty() && elsewhere.is_empty() {
         // Unreachable by the decode invariant; reported rather than trusted.
         let message = "internal error: the config did not decode but no problem was reported";
         diagnostics.push(diagnostic((1, 1), String::new(), message.to_owned()));
     }
-    // Stable: problems at the same position keep the order they were found in.
+    // Stable: problems at the same position keep the order they were found in. Problems of
+    // other files (profiles) follow, file by file.
     diagnostics.sort_by_key(|d| (d.line, d.column));
+    diagnostics.extend(elsewhere);
     Err(ConfigError::Invalid(diagnostics))
+}
+
+/// Locates the `problems` of file `name` in its `text`, in file order.
+pub(super) fn located(name: &str, text: &str, problems: Vec<Problem>) -> Vec<Diagnostic> {
+    let mut out: Vec<Diagnostic> = problems
+        .into_iter()
+        .map(|p| {
+            let (line, column) = locate::nearest(text, &p);
+            Diagnostic {
+                file: name.to_owned(),
+                line,
+                column,
+                path: render(&p.path),
+                message: p.message,
+            }
+        })
+        .collect();
+    out.sort_by_key(|d| (d.line, d.column));
+    out
+}
+
+/// The YAML tree of a whole file (a profile file): the tree, with its duplicate keys and tags
+/// as problems, or the one-line syntax error.
+pub(super) fn file_tree(name: &str, text: &str) -> Result<(Value, Vec<Problem>), Diagnostic> {
+    match tree(text) {
+        Ok((root, found)) => {
+            let found = found
+                .into_iter()
+                .map(|p| explain_duplicate(text, p))
+                .collect();
+            Ok((root, found))
+        }
+        Err(e) => {
+            let ((line, column), message) = syntax_error(text, &e);
+            Err(Diagnostic {
+                file: name.to_owned(),
+                line,
+                column,
+                path: String::new(),
+                message,
+            })
+        }
+    }
 }
 
 /// Only whitespace and comments. Checked before parsing: libyaml refuses a stray tab even in an
@@ -436,7 +489,7 @@ devices:
             assert_eq!(
                 e.to_string(),
                 format!(
-                    "{} is empty: expected a mapping with at least `site` and `devices`",
+                    "{} is empty: expected a mapping with at least `site`",
                     path.display()
                 )
             );

@@ -13,15 +13,21 @@
 //! - `locate`   line and column of a node, from its path
 //! - `error`    [`ConfigError`] and [`Diagnostic`]
 //! - `diff`     what a reload changes: lines kept, added, removed, changed; sections changed
+//! - `import`   a register map from a CSV export → a profile file
+//! - `profile`  device profiles (inline and `profiles_dir`), overrides, resolved point maps
+//! - `mosquitto_hint` recognises a mosquitto.conf given as a ferrule config
 
 mod address;
 mod broker;
 mod decode;
 pub mod diff;
 mod error;
+pub mod import;
 mod load;
 mod locate;
 pub mod model;
+mod mosquitto_hint;
+pub mod profile;
 mod scalar;
 mod schema;
 mod uplink;
@@ -31,4 +37,5 @@ mod write;
 pub use error::{ConfigError, Diagnostic};
 pub use load::{load, parse, Origin};
 pub use model::*;
+pub use mosquitto_hint::looks_like_mosquitto;
 pub use scalar::{parse_duration, parse_host_port, show_duration};

@@ -23,7 +23,16 @@ use super::scalar::{
 use super::validate::{self, PointAt};
 
 const TOP: &[&str] = &[
-    "site", "broker", "modbus", "buses", "devices", "uplink", "commands", "metrics",
+    "site",
+    "broker",
+    "modbus",
+    "buses",
+    "devices",
+    "uplink",
+    "commands",
+    "metrics",
+    "profiles",
+    "profiles_dir",
 ];
 const METRICS: &[&str] = &["bind"];
 const MODBUS: &[&str] = &["max_connections_per_host"];
@@ -50,6 +59,9 @@ const DEVICE: &[&str] = &[
     "points",
     "groups",
     "force_fc16",
+    "profile",
+    "overrides",
+    "drop",
 ];
 const POINT: &[&str] = &[
     "name",
@@ -73,10 +85,7 @@ const POINT: &[&str] = &[
 /// Decodes and validates the whole document.
 pub fn config(cx: &mut Ctx, root: &Value, origin: &Origin) -> Option<Config> {
     if !root.is_mapping() {
-        cx.error(expected(
-            "a mapping with at least `site` and `devices`",
-            root,
-        ));
+        cx.error(expected("a mapping with at least `site`", root));
         return None;
     }
     let m = map(cx, root, TOP)?;
@@ -91,13 +100,29 @@ pub fn config(cx: &mut Ctx, root: &Value, origin: &Origin) -> Option<Config> {
         Some(None) => Some(DEFAULT_MAX_CONNECTIONS_PER_HOST),
         None => None,
     };
-    let devices = m.required_with(cx, "devices", |cx, v| devices(cx, v, buses.as_deref(), cap));
+    // Optional: a config without devices is a broker-only gateway (the embedded broker and the
+    // store-and-forward uplink for LAN publishers).
+    let (profiles, profiles_dir) = super::profile::profiles(cx, &m, origin);
+    let mut uses = Vec::new();
+    let profiles_ok = profiles.ok && profiles.failed.is_empty();
+    let devices = m
+        .optional_with(cx, "devices", |cx, v| {
+            let known = Known {
+                buses: buses.as_deref(),
+                profiles: &profiles,
+            };
+            devices(cx, v, &known, cap, &mut uses)
+        })
+        .map(Option::unwrap_or_default);
     let uplink = m.optional_with(cx, "uplink", |cx, v| {
         super::uplink::uplink(cx, v, site.as_deref(), origin)
     });
     let commands = m.optional_with(cx, "commands", super::write::commands);
     let metrics = m.optional_with(cx, "metrics", metrics);
     let buses = all(buses?.into_iter().map(|b| b.item).collect());
+    if !profiles_ok {
+        return None;
+    }
     Some(Config {
         site: site?,
         broker: broker?.unwrap_or_else(|| super::broker::default_broker(origin)),
@@ -107,6 +132,8 @@ pub fn config(cx: &mut Ctx, root: &Value, origin: &Origin) -> Option<Config> {
         uplink: uplink?,
         commands: commands?.unwrap_or_default(),
         metrics: metrics?,
+        profiles: super::profile::infos(&profiles.valid, &uses),
+        profiles_dir,
     })
 }
 
@@ -194,9 +221,9 @@ fn level_name(cx: &mut Ctx, node: &Value, what: &str) -> Option<String> {
 
 /// An item of a list and its name, decoded on its own so that duplicate names are found even
 /// when another field of the item is wrong.
-struct Named<T> {
-    name: Option<String>,
-    item: Option<T>,
+pub(super) struct Named<T> {
+    pub name: Option<String>,
+    pub item: Option<T>,
 }
 
 impl<T> Named<T> {
@@ -208,17 +235,21 @@ impl<T> Named<T> {
     }
 }
 
-/// `buses` is `None` when the `buses` section failed to decode (then bus names are not checked).
+/// What devices refer to by name; `None` when that section failed to decode (then the names
+/// are not checked).
+struct Known<'a> {
+    buses: Option<&'a [Named<Bus>]>,
+    profiles: &'a super::profile::Profiles,
+}
+
 fn devices(
     cx: &mut Ctx,
     node: &Value,
-    buses: Option<&[Named<Bus>]>,
+    known: &Known<'_>,
     cap: Option<u16>,
+    uses: &mut Vec<ProfileUse>,
 ) -> Option<Vec<Device>> {
-    let items = list(cx, node, |cx, v| device(cx, v, buses))?;
-    if items.is_empty() {
-        cx.error("no devices: at least one device is required");
-    }
+    let items = list(cx, node, |cx, v| device(cx, v, known, uses))?;
     let names: Vec<Option<&str>> = items.iter().map(|d| d.name.as_deref()).collect();
     validate::unique_names(cx, "device", "devices", &names);
     if let Some(cap) = cap {
@@ -234,12 +265,20 @@ fn devices(
     all(items.into_iter().map(|d| d.item).collect())
 }
 
-fn device(cx: &mut Ctx, node: &Value, buses: Option<&[Named<Bus>]>) -> Named<Device> {
+fn device(
+    cx: &mut Ctx,
+    node: &Value,
+    known: &Known<'_>,
+    uses: &mut Vec<ProfileUse>,
+) -> Named<Device> {
     let Some(m) = map(cx, node, DEVICE) else {
         return Named::failed();
     };
     let name = m.required_with(cx, "name", |cx, v| level_name(cx, v, "device"));
-    let item = device_fields(cx, m, name.clone(), buses);
+    let item = device_fields(cx, m, name.clone(), known).map(|(device, usage)| {
+        uses.extend(usage);
+        device
+    });
     Named { name, item }
 }
 
@@ -247,35 +286,82 @@ fn device_fields(
     cx: &mut Ctx,
     m: Map<'_>,
     name: Option<String>,
-    buses: Option<&[Named<Bus>]>,
-) -> Option<Device> {
+    known: &Known<'_>,
+) -> Option<(Device, Option<ProfileUse>)> {
+    // `Some(None)`: no profile; `None`: a profile that is unknown or failed (reported).
+    let profile = m.optional_with(cx, "profile", |cx, v| {
+        super::profile::lookup(cx, v, known.profiles)
+    });
+    let from = profile.flatten();
+    if m.get("profile").is_none() {
+        for key in ["overrides", "drop"] {
+            if m.get(key).is_some() {
+                cx.key_error(
+                    key,
+                    0,
+                    format!(
+                        "`{key}` changes the points of a profile; this device has no `profile`"
+                    ),
+                );
+            }
+        }
+    }
     let tcp = m.optional::<HostPort>(cx, "tcp");
-    let bus = m.optional_with(cx, "bus", |cx, v| bus_ref(cx, v, buses));
+    let bus = m.optional_with(cx, "bus", |cx, v| bus_ref(cx, v, known.buses));
     let unit = m.or(cx, "unit", UnitId(DEFAULT_UNIT));
-    let poll = m.or(cx, "poll", DEFAULT_POLL);
-    let timeout = m.or(cx, "timeout", DEFAULT_TIMEOUT);
-    let heartbeat = m.or(cx, "heartbeat", DEFAULT_HEARTBEAT);
-    let max_gap = m.or(cx, "max_gap", DEFAULT_MAX_GAP);
-    let address_base = m.or(cx, "address_base", AddressBase(0));
+    let poll = m.or(
+        cx,
+        "poll",
+        from.and_then(|p| p.poll).unwrap_or(DEFAULT_POLL),
+    );
+    let timeout = m.or(
+        cx,
+        "timeout",
+        from.and_then(|p| p.timeout).unwrap_or(DEFAULT_TIMEOUT),
+    );
+    let heartbeat = m.or(
+        cx,
+        "heartbeat",
+        from.and_then(|p| p.heartbeat).unwrap_or(DEFAULT_HEARTBEAT),
+    );
+    let max_gap = m.or(
+        cx,
+        "max_gap",
+        from.and_then(|p| p.max_gap).unwrap_or(DEFAULT_MAX_GAP),
+    );
+    let address_base = m.or(
+        cx,
+        "address_base",
+        AddressBase(from.and_then(|p| p.address_base).unwrap_or(0)),
+    );
     let force_fc16 = m.or(cx, "force_fc16", false);
     // A bad `address_base` is reported once; the points are still checked, as 0-based.
     let base = address_base.map_or(0, |b| b.0);
-    let plain = m.optional_with(cx, "points", |cx, v| {
-        point_list(cx, v, base, &Inherited::default())
-    });
+    let inherited = Inherited {
+        order: from.and_then(|p| p.order),
+        ..Inherited::default()
+    };
+    let plain = m.optional_with(cx, "points", |cx, v| point_list(cx, v, base, &inherited));
     let groups = m.optional_with(cx, "groups", |cx, v| {
-        list(cx, v, |cx, v| group(cx, v, base))
+        list(cx, v, |cx, v| group(cx, v, base, &inherited))
     });
     validate::timing(cx, poll, timeout);
     let transport = transport(cx, &m, tcp, bus);
     if matches!(transport, Some(Transport::Rtu(_))) {
         validate::bus_unit(cx, unit);
     }
-    let points = gather_points(cx, &m, plain?, groups?);
-    Some(Device {
+    let own = gather_points(cx, &m, plain?, groups?, m.get("profile").is_some());
+    let (points, usage) = match (profile?, own?) {
+        (None, own) => (own.into_iter().map(|(_, p)| p).collect(), None),
+        (Some(p), own) => {
+            let (points, usage) = super::profile::resolve(cx, &m, name.as_deref(), p, own)?;
+            (points, Some(usage))
+        }
+    };
+    let device = Device {
         name: name?,
         transport: transport?,
-        points: points?,
+        points,
         unit: unit?.0,
         poll: poll?,
         timeout: timeout?,
@@ -283,7 +369,8 @@ fn device_fields(
         max_gap: max_gap?,
         address_base: address_base?.0,
         force_fc16: force_fc16?,
-    })
+    };
+    Some((device, usage))
 }
 
 /// Exactly one of `tcp` and `bus`. `None` when one of them failed to decode (already reported)
@@ -346,15 +433,17 @@ fn bus_ref(cx: &mut Ctx, node: &Value, buses: Option<&[Named<Bus>]>) -> Option<O
     }
 }
 
-/// What a group passes on to its points.
+/// What a group (or a profile) passes on to its points.
 #[derive(Debug, Default, Clone, Copy)]
-struct Inherited {
-    poll: Option<Duration>,
-    heartbeat: Option<Duration>,
+pub(super) struct Inherited {
+    pub poll: Option<Duration>,
+    pub heartbeat: Option<Duration>,
+    /// The profile's default word order.
+    pub order: Option<WordOrder>,
 }
 
 /// `groups[]`: `{poll, heartbeat, points}`; the points, with the group's settings as defaults.
-fn group(cx: &mut Ctx, node: &Value, base: u8) -> Option<Vec<Named<Point>>> {
+fn group(cx: &mut Ctx, node: &Value, base: u8, outer: &Inherited) -> Option<Vec<Named<Point>>> {
     let m = map(cx, node, GROUP)?;
     let poll = m.required::<Duration>(cx, "poll");
     validate::timing(cx, poll, None);
@@ -362,6 +451,7 @@ fn group(cx: &mut Ctx, node: &Value, base: u8) -> Option<Vec<Named<Point>>> {
     let inherited = Inherited {
         poll,
         heartbeat: heartbeat.flatten(),
+        order: outer.order,
     };
     let points = m.required_with(cx, "points", |cx, v| point_list(cx, v, base, &inherited));
     poll?;
@@ -369,7 +459,7 @@ fn group(cx: &mut Ctx, node: &Value, base: u8) -> Option<Vec<Named<Point>>> {
     points
 }
 
-fn point_list(
+pub(super) fn point_list(
     cx: &mut Ctx,
     node: &Value,
     base: u8,
@@ -378,14 +468,15 @@ fn point_list(
     list(cx, node, |cx, v| point(cx, v, base, inherited))
 }
 
-/// Joins `points` and the points of `groups` into the device's point map, checking names and
-/// overlaps across all of them.
+/// Joins `points` and the points of `groups` into the device's own points (with their paths),
+/// checking names and overlaps across all of them. With a profile, a device may have none.
 fn gather_points(
     cx: &mut Ctx,
     m: &Map<'_>,
     plain: Option<Vec<Named<Point>>>,
     groups: Option<Vec<Option<Vec<Named<Point>>>>>,
-) -> Option<Vec<Point>> {
+    profile: bool,
+) -> Option<Vec<(Vec<Seg>, Point)>> {
     let mut located: Vec<(Vec<Seg>, Named<Point>)> = Vec::new();
     let plain_empty = plain.as_ref().is_some_and(Vec::is_empty);
     for (i, p) in plain.into_iter().flatten().enumerate() {
@@ -407,7 +498,7 @@ fn gather_points(
             located.push((path, p));
         }
     }
-    if located.is_empty() && !groups_failed {
+    if located.is_empty() && !groups_failed && !profile {
         if plain_empty {
             cx.at_key("points", |cx| {
                 cx.error("no points: a device needs at least one point")
@@ -427,7 +518,10 @@ fn gather_points(
         })
         .collect();
     validate::points(cx, &at);
-    let points = all(located.into_iter().map(|(_, p)| p.item).collect());
+    let points = all(located
+        .into_iter()
+        .map(|(path, p)| p.item.map(|p| (path, p)))
+        .collect());
     if groups_failed {
         return None;
     }
@@ -466,7 +560,7 @@ fn point_fields(
             .ok()
     });
     let data_type = m.optional::<DataType>(cx, "type");
-    let order = m.or(cx, "order", WordOrder::default());
+    let order = m.or(cx, "order", inherited.order.unwrap_or_default());
     let count = m.or(cx, "count", Count(1));
     let length = m.optional::<Length>(cx, "length");
     let bit = m.optional::<BitIndex>(cx, "bit");

@@ -121,7 +121,8 @@ pub fn points(cx: &mut Ctx, points: &[PointAt<'_>]) {
 /// share its register with other single-bit points (of other bits) and with one-register
 /// points (`u16`, `bits`...) of exactly that register. (Never with a point wider than the
 /// register: the planner's optimality rests on spans being disjoint or equal.)
-fn overlaps(a: &Point, b: &Point) -> bool {
+/// Whether two points of one device read a register (or bit) in common.
+pub fn overlaps(a: &Point, b: &Point) -> bool {
     let shared =
         a.kind == b.kind && u32::from(a.address) < b.end() && u32::from(b.address) < a.end();
     let one_register = |p: &Point| p.end() - u32::from(p.address) == 1;
@@ -134,7 +135,8 @@ fn overlaps(a: &Point, b: &Point) -> bool {
 }
 
 /// `holding 100..101` (inclusive), `coil 5` or `holding 7 bit 3`.
-fn span(p: &Point) -> String {
+/// `holding 100..101`, `coil 3`, `holding 4 bit 3`.
+pub fn span(p: &Point) -> String {
     if let Some(bit) = p.bit {
         format!("{} {} bit {bit}", p.kind, p.address)
     } else if p.end() - u32::from(p.address) == 1 {
@@ -557,11 +559,9 @@ devices:
                 "6:53: devices[0].points[0].writable: a bool point cannot have a `min`/`max` range"),
             case("devices not a list", "site: plant1\ndevices:\n  name: boiler\n".into(), 1,
                 "3:3: devices: expected a list, found a mapping"),
-            case("no devices", "site: plant1\ndevices: []\n".into(), 1,
-                "2:10: devices: no devices: at least one device is required"),
             case("empty points list", HEAD.replace("    points:", "    points: []"), 1,
                 "5:13: devices[0].points: no points: a device needs at least one point"),
-            case("site not a string", "site: [a]\ndevices: []\n".into(), 2,
+            case("site not a string", "site: [a]\ndevices: []\n".into(), 1,
                 "1:7: site: expected a string, found a list"),
             case("duplicate key", with_point("{name: t, kind: coil, address: 1, kind: input}"), 1,
                 "6:43: devices[0].points[0].kind: duplicate key `kind` (first at line 6)"),
