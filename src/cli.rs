@@ -78,18 +78,23 @@ pub enum Command {
     Import(import::ImportCommand),
 }
 
-/// `ferrule passwd [-c | -D] [--stdin] [-I N] FILE USER`, like `mosquitto_passwd`.
+/// `ferrule passwd [-c | -D] [--stdin] [-I N] FILE USER` and `ferrule passwd [-c] -b FILE USER
+/// PASSWORD`, like `mosquitto_passwd`: without a terminal, the password and its repetition are
+/// read from standard input (as `mosquitto_passwd` does); a mismatch exits with 2.
 #[derive(Debug, Args)]
 pub struct PasswdArgs {
     /// Create the file with only this user, overwriting an existing file.
     #[arg(short = 'c')]
     create: bool,
     /// Delete the user.
-    #[arg(short = 'D', conflicts_with_all = ["create", "stdin"])]
+    #[arg(short = 'D', conflicts_with_all = ["create", "stdin", "batch"])]
     delete: bool,
     /// Read the password from the first line of standard input instead of prompting.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "batch")]
     stdin: bool,
+    /// Batch mode: the password is the third argument (visible to other users in `ps`).
+    #[arg(short = 'b', requires = "password")]
+    batch: bool,
     /// PBKDF2-SHA512 iterations (mosquitto_passwd uses 101).
     #[arg(short = 'I', long, default_value_t = broker::passwd::DEFAULT_ITERATIONS,
           value_parser = clap::value_parser!(u32).range(1..))]
@@ -98,6 +103,9 @@ pub struct PasswdArgs {
     file: PathBuf,
     /// The user name.
     user: String,
+    /// The password (only with -b).
+    #[arg(requires = "batch")]
+    password: Option<String>,
 }
 
 /// `ferrule probe TARGET --unit N --holding ADDRESS [--count N]`.
@@ -175,6 +183,11 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Import(cmd) => import::main(&cmd),
         Command::Passwd(args) => match passwd(&args) {
             Ok(()) => ExitCode::SUCCESS,
+            // As mosquitto_passwd: 2 when the two passwords differ.
+            Err(e) if e.is::<Mismatch>() => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
             Err(e) => report(&e),
         },
     }
@@ -192,6 +205,16 @@ fn passwd(args: &PasswdArgs) -> anyhow::Result<()> {
     }
     let password = if args.delete {
         String::new()
+    } else if let Some(p) = args.password.as_ref().filter(|_| args.batch) {
+        p.clone()
+    } else if !std::io::IsTerminal::is_terminal(&std::io::stdin()) && !args.stdin {
+        // No terminal (a pipe, a script): both lines from standard input, prompts on
+        // standard output, as mosquitto_passwd.
+        let first = stdin_line("Password: ")?;
+        if stdin_line("Reenter password: ")? != first {
+            return Err(Mismatch.into());
+        }
+        first
     } else if args.stdin {
         let mut line = String::new();
         std::io::stdin()
@@ -201,7 +224,7 @@ fn passwd(args: &PasswdArgs) -> anyhow::Result<()> {
     } else {
         let first = prompt("Password: ")?;
         if prompt("Reenter password: ")? != first {
-            anyhow::bail!("passwords do not match");
+            return Err(Mismatch.into());
         }
         first
     };
@@ -223,6 +246,25 @@ fn passwd(args: &PasswdArgs) -> anyhow::Result<()> {
     };
     edit(&args.file, &args.user, change)?;
     Ok(())
+}
+
+/// The password and its repetition differ.
+#[derive(Debug, thiserror::Error)]
+#[error("passwords do not match")]
+struct Mismatch;
+
+/// Prints `text` on standard output and reads one line from standard input.
+fn stdin_line(text: &str) -> anyhow::Result<String> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout();
+    out.write_all(text.as_bytes())?;
+    out.write_all(b"\n")?;
+    out.flush()?;
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
 }
 
 /// Reads a line from the terminal without echoing it (`stty -echo` around the read).

@@ -136,8 +136,31 @@ fn ferrule_passwd_writes_entries_that_mosquitto_accepts() {
     set(&[], "bob", "changed");
     let out = Ferrule::output(&["passwd", "-D", file_arg, "carol"], WAIT);
     assert!(out.status.success(), "{}", out.tail());
+    // Batch mode, as `mosquitto_passwd -b FILE USER PASSWORD`.
+    let out = Ferrule::output(&["passwd", "-b", file_arg, "dave", "d4ve"], WAIT);
+    assert!(out.status.success(), "{}", out.tail());
+    // No terminal: the password and its repetition from standard input, as mosquitto_passwd
+    // reads them in a script; a mismatch exits with 2 and changes nothing.
+    let piped = |user: &str, first: &str, again: &str| {
+        let mut p = Ferrule::start_with(Ferrule::bin(), &["passwd", file_arg, user], &[]);
+        p.proc().write_line(first);
+        p.proc().write_line(again);
+        p.proc().close_stdin();
+        let status = p.wait_exit(WAIT);
+        (status, p.tail())
+    };
+    let (status, tail) = piped("erin", "e1", "e1");
+    assert!(
+        status.success() && tail.contains("Reenter password:"),
+        "{status}\n{tail}"
+    );
+    let before = std::fs::read_to_string(&file).expect("passwd");
+    let (status, tail) = piped("frank", "one", "two");
+    assert_eq!(status.code(), Some(2), "{tail}");
+    assert!(tail.contains("passwords do not match"), "{tail}");
+    assert_eq!(std::fs::read_to_string(&file).expect("passwd"), before);
     let text = std::fs::read_to_string(&file).expect("passwd");
-    assert_eq!(text.lines().count(), 2, "{text}");
+    assert_eq!(text.lines().count(), 4, "{text}");
     assert!(text.starts_with("alice:$7$101$"), "{text}");
 
     // A real Mosquitto reads the file.
@@ -152,6 +175,8 @@ fn ferrule_passwd_writes_entries_that_mosquitto_accepts() {
         &["-u", "alice", "-P", "pässwörd", "-t", "t", "-m", "1"],
     );
     mqtt::publish_args(port, &["-u", "bob", "-P", "changed", "-t", "t", "-m", "1"]);
+    mqtt::publish_args(port, &["-u", "dave", "-P", "d4ve", "-t", "t", "-m", "1"]);
+    mqtt::publish_args(port, &["-u", "erin", "-P", "e1", "-t", "t", "-m", "1"]);
     for (user, password) in [("bob", "hunter2"), ("carol", "c"), ("alice", "x")] {
         let out = mqtt::mosquitto_pub(port, &["-u", user, "-P", password, "-t", "t", "-m", "1"]);
         assert_eq!(out.status.code(), Some(5), "{user}: {}", out.tail());
