@@ -89,6 +89,8 @@ pub struct Config {
     pub commands: CommandSettings,
     /// The HTTP endpoint for `/metrics` and `/health`; `None` (off) when the section is absent.
     pub metrics: Option<MetricsConfig>,
+    /// The live status page; `None` (off) when the section is absent.
+    pub status: Option<super::StatusConfig>,
 }
 
 /// The `commands` section.

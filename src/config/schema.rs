@@ -23,7 +23,7 @@ use super::scalar::{
 use super::validate::{self, PointAt};
 
 const TOP: &[&str] = &[
-    "site", "broker", "modbus", "buses", "devices", "uplink", "commands", "metrics",
+    "site", "broker", "modbus", "buses", "devices", "uplink", "commands", "metrics", "status",
 ];
 const METRICS: &[&str] = &["bind"];
 const MODBUS: &[&str] = &["max_connections_per_host"];
@@ -97,6 +97,7 @@ pub fn config(cx: &mut Ctx, root: &Value, origin: &Origin) -> Option<Config> {
     });
     let commands = m.optional_with(cx, "commands", super::write::commands);
     let metrics = m.optional_with(cx, "metrics", metrics);
+    let status = m.optional_with(cx, "status", super::status::status);
     let buses = all(buses?.into_iter().map(|b| b.item).collect());
     Some(Config {
         site: site?,
@@ -107,6 +108,7 @@ pub fn config(cx: &mut Ctx, root: &Value, origin: &Origin) -> Option<Config> {
         uplink: uplink?,
         commands: commands?.unwrap_or_default(),
         metrics: metrics?,
+        status: status?,
     })
 }
 
