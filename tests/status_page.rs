@@ -288,3 +288,168 @@ fn a_network_bind_requires_a_login_refuses_a_wrong_password_and_writes_follow_th
     assert_eq!(device.get_holding(1, 10, 1), vec![12]);
     browser.wait_text(&format!("{} .value", row("setpoint")), "12");
 }
+
+#[test]
+fn an_exposed_page_is_served_over_tls_with_the_listener_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = common::certs::Pki::new();
+    let device = ModbusDevice::start(&[1]);
+    device.set(1, Table::Input, 0, &[123]);
+    let line =
+        ferrule::broker::passwd::entry("ann", "s3cret", std::num::NonZeroU32::MIN).expect("hash");
+    std::fs::write(dir.path().join("passwd"), format!("{line}\n")).expect("passwd");
+    let yaml = format!(
+        r#"
+site: plant1
+broker:
+  listeners:
+    - {{bind: "127.0.0.1:0"}}
+    - {{bind: "127.0.0.1:0", tls: {{cert: "{cert}", key: "{key}"}}}}
+  password_file: passwd
+status: {{bind: "0.0.0.0:0"}}
+devices:
+  - name: boiler
+    tcp: "127.0.0.1:{port}"
+    poll: 100ms
+    points:
+      - {{name: temperature, kind: input, address: 0, type: i16, scale: 0.1, unit: "°C"}}
+"#,
+        cert = pki.path("server.pem").display(),
+        key = pki.path("server.key").display(),
+        port = device.port(),
+    );
+    let (agent, page) = start(&Ferrule::write_config(dir.path(), &yaml));
+    assert!(
+        agent
+            .lines()
+            .iter()
+            .any(|l| l.contains("status page listening") && l.contains("https")),
+        "{}",
+        agent.tail()
+    );
+    // Plain HTTP gets no page.
+    let mut plain = std::net::TcpStream::connect(("127.0.0.1", page.port())).expect("connect");
+    plain.set_read_timeout(Some(WAIT)).expect("timeout");
+    std::io::Write::write_all(&mut plain, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").expect("send");
+    let mut answer = String::new();
+    let _ = std::io::Read::read_to_string(&mut plain, &mut answer);
+    assert!(!answer.contains("ferrule"), "{answer}");
+
+    let mut browser = Browser::start();
+    browser.open(&format!("https://127.0.0.1:{}/", page.port()));
+    browser.wait_visible("#login");
+    browser.type_in("#user", "ann");
+    browser.type_in("#password", "s3cret");
+    browser.click("#login-btn");
+    browser.wait_text(&format!("{} .value", row("temperature")), "12.3 °C");
+    assert_eq!(browser.eval("location.protocol"), json!("https:"));
+}
+
+/// Sends `request` on a fresh connection and returns the status line of the answer.
+fn status_line(page: std::net::SocketAddr, request: &[u8]) -> String {
+    use std::io::{BufRead as _, Write as _};
+    let mut s = std::net::TcpStream::connect(page).expect("connect");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    // The server may close before reading all of an oversized request: a failed write is fine.
+    let _ = s.write_all(request);
+    let mut line = String::new();
+    let _ = std::io::BufReader::new(s).read_line(&mut line);
+    line.trim_end().to_owned()
+}
+
+/// An event stream, read up to its first document.
+fn open_stream(page: std::net::SocketAddr) -> std::io::BufReader<std::net::TcpStream> {
+    use std::io::{BufRead as _, Write as _};
+    let mut s = std::net::TcpStream::connect(page).expect("connect");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    s.write_all(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send");
+    let mut r = std::io::BufReader::new(s);
+    let mut line = String::new();
+    while !line.starts_with("data: {\"site\"") {
+        line.clear();
+        let n = r.read_line(&mut line).expect("the stream answers");
+        assert!(n > 0, "the stream ended before its first document");
+    }
+    r
+}
+
+#[test]
+fn bad_requests_slow_clients_and_a_hundred_streams_leave_polling_and_the_broker_alone() {
+    use std::io::{BufRead as _, Write as _};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let device = ModbusDevice::start(&[1]);
+    device.set(1, Table::Input, 0, &[10]);
+    let (agent, page) = start(&config(dir.path(), &device, "127.0.0.1:0", ""));
+    let port = agent.listener_addr().port();
+    let values = mqtt::sub(port, "plant1/boiler/temperature");
+    values.wait_for(WAIT, |m| m.json()["value"] == json!(1.0));
+
+    // Slow clients: a head that never ends, one byte sent.
+    let mut slow: Vec<std::net::TcpStream> = (0..5)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(page).expect("connect");
+            s.write_all(b"G").expect("one byte");
+            s.set_read_timeout(Some(WAIT)).expect("timeout");
+            s
+        })
+        .collect();
+    // A hundred viewers, each with its first document, then left unread.
+    let streams: Vec<_> = (0..100).map(|_| open_stream(page)).collect();
+
+    // Malformed and oversized requests get their answers.
+    assert_eq!(
+        status_line(page, b"BLAH\r\n\r\n"),
+        "HTTP/1.1 400 Bad Request"
+    );
+    assert_eq!(
+        status_line(page, b"GET / HTTP/1.1\r\nno colon here\r\n\r\n"),
+        "HTTP/1.1 400 Bad Request"
+    );
+    let big = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(64 * 1024));
+    assert_eq!(
+        status_line(page, big.as_bytes()),
+        "HTTP/1.1 431 Request Header Fields Too Large"
+    );
+    let body = format!(
+        "POST /login HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+        1 << 20
+    );
+    assert_eq!(
+        status_line(page, body.as_bytes()),
+        "HTTP/1.1 413 Content Too Large"
+    );
+    assert_eq!(
+        status_line(page, b"POST /login HTTP/1.1\r\n\r\n"),
+        "HTTP/1.1 411 Length Required"
+    );
+    assert_eq!(
+        status_line(page, b"GET /nothing HTTP/1.1\r\n\r\n"),
+        "HTTP/1.1 404 Not Found"
+    );
+    assert_eq!(
+        status_line(page, b"DELETE / HTTP/1.1\r\n\r\n"),
+        "HTTP/1.1 405 Method Not Allowed"
+    );
+
+    // Meanwhile polling goes on and the broker delivers: a change on the device arrives.
+    device.set(1, Table::Input, 0, &[77]);
+    values.wait_for(WAIT, |m| m.json()["value"] == json!(7.7));
+    // And the page still serves: a new viewer sees the new value.
+    let mut fresh = open_stream(page);
+    let mut line = String::new();
+    let shown = common::wait::poll(WAIT, || {
+        line.clear();
+        fresh.read_line(&mut line).ok()?;
+        line.contains("\"value\":7.7").then_some(())
+    });
+    assert!(shown.is_some(), "a new viewer never saw 7.7");
+
+    // The slow clients are answered 408 and closed, whatever the others do.
+    for s in &mut slow {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(&*s).read_line(&mut line);
+        assert_eq!(line.trim_end(), "HTTP/1.1 408 Request Timeout");
+    }
+    drop(streams);
+}

@@ -97,5 +97,6 @@ impl StatusPage {
             server.stop().await;
         }
         self.hub_cancel.cancel();
+        self.hub.stop();
     }
 }

@@ -157,6 +157,25 @@ mod tests {
     }
 
     #[test]
+    fn check_warns_about_an_exposed_status_page_without_password_file_or_tls(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let local = parse(&format!("{MINIMAL}status: {{}}\n"), &origin())?;
+        assert!(super::check(&local).is_empty());
+        let open = parse(
+            &format!("{MINIMAL}status: {{bind: \"0.0.0.0:9109\"}}\n"),
+            &origin(),
+        )?;
+        let warnings = super::check(&open).join("\n");
+        assert!(
+            warnings.contains("status.bind `0.0.0.0:9109`")
+                && warnings.contains("password_file is not set")
+                && warnings.contains("no broker listener has TLS"),
+            "{warnings}"
+        );
+        Ok(())
+    }
+
+    #[test]
     fn metrics_are_off_by_default_and_on_loopback_when_present(
     ) -> Result<(), Box<dyn std::error::Error>> {
         assert_eq!(parse(MINIMAL, &origin())?.metrics, None);

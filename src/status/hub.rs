@@ -137,6 +137,19 @@ impl Hub {
         rx
     }
 
+    /// Ends the subscription (the publisher ends with its `cancel`).
+    pub fn stop(&self) {
+        let feed = self
+            .inner
+            .feed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(task) = feed {
+            task.abort();
+        }
+    }
+
     /// Viewers connected now.
     pub fn viewers(&self) -> usize {
         self.inner.tx.receiver_count()
