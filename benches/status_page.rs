@@ -9,8 +9,10 @@
 //!
 //! Setup: the ferrule binary in its own process polls 10 devices × 20 moving registers every
 //! 100 ms from the built-in simulator (in this process, which counts every read it answers);
-//! the status page on loopback; a latency probe publishes 200 QoS 0 messages/s through the
-//! embedded broker to a subscriber, each carrying its send time.
+//! the status page on loopback; a latency probe (on a runtime and thread of its own) publishes
+//! 200 QoS 0 messages/s through the embedded broker to a subscriber, each carrying its send
+//! time. The viewers and abusers run in this process too, on the same 2 cores: their own CPU
+//! is part of what the machine carries.
 //!
 //! Phases, alternated per round (so a load change on the machine hits all of them):
 //! - `no viewers`: the page is on, nobody watches;
@@ -19,7 +21,8 @@
 //!   slow-loris heads (a byte a second), and 20 clients sending malformed requests and 64 KB
 //!   headers, 20 a second each.
 //!
-//! Reported per phase: Modbus reads answered per second, broker latency p50/p99/max, documents
+//! Reported per phase: Modbus reads answered per second, broker latency p50/p99/max, ferrule's
+//! CPU time as a share of one core (Linux: /proc), documents
 //! received per viewer per second, HTTP answers to the bad requests. Output: a markdown table,
 //! as pasted into `docs/benchmarks.md`.
 
@@ -65,6 +68,23 @@ struct Sample {
     latencies_us: Vec<u64>,
     docs_per_viewer_s: f64,
     answers: Vec<String>,
+    /// ferrule's CPU time (user + system, all threads) as a share of one core.
+    cpu_percent: f64,
+}
+
+/// User + system CPU seconds of process `pid` (`/proc/<pid>/stat`, fields 14 and 15, in
+/// clock ticks of 1/100 s on Linux).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 struct Agent(Child);
@@ -147,6 +167,7 @@ fn main() {
         .stderr(log)
         .spawn()
         .expect("start ferrule");
+    let pid = child.id();
     let _agent = Agent(child);
     let page: SocketAddr = ([127, 0, 0, 1], page_port).into();
     let total_reads = || -> u64 { bank.read_counts().values().flat_map(|m| m.values()).sum() };
@@ -162,7 +183,14 @@ fn main() {
     }
     let latencies = Arc::new(Mutex::new(Vec::<u64>::new()));
     let probe_cancel = CancellationToken::new();
-    rt.block_on(start_probe(
+    // The probe has a runtime (and thread) of its own: the viewers' and abusers' tasks in this
+    // process must not delay it, or their cost would be counted as the broker's.
+    let probe_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("probe runtime");
+    probe_rt.block_on(start_probe(
         mqtt_port,
         latencies.clone(),
         probe_cancel.clone(),
@@ -210,34 +238,37 @@ fn main() {
             std::thread::sleep(Duration::from_secs(1));
             latencies.lock().expect("lock").clear();
             let (r0, d0, t0) = (total_reads(), docs.load(Ordering::Relaxed), Instant::now());
+            let c0 = cpu_seconds(pid);
             std::thread::sleep(window);
             let (r1, d1, secs) = (
                 total_reads(),
                 docs.load(Ordering::Relaxed),
                 t0.elapsed().as_secs_f64(),
             );
+            let cpu = cpu_seconds(pid) - c0;
             let mut lat = std::mem::take(&mut *latencies.lock().expect("lock"));
             lat.sort_unstable();
             load.cancel();
             let mut answers = std::mem::take(&mut *answers.lock().expect("lock"));
             answers.sort();
             answers.dedup();
-            results.iter_mut().find(|(p, _)| *p == phase).map(|(_, v)| {
+            if let Some((_, v)) = results.iter_mut().find(|(p, _)| *p == phase) {
                 v.push(Sample {
                     reads_per_s: (r1 - r0) as f64 / secs,
                     latencies_us: lat,
                     docs_per_viewer_s: (d1 - d0) as f64 / secs / VIEWERS as f64,
                     answers,
-                })
-            });
+                    cpu_percent: cpu / secs * 100.0,
+                });
+            }
             std::thread::sleep(Duration::from_secs(2));
         }
     }
     probe_cancel.cancel();
     cancel.cancel();
 
-    println!("| phase | Modbus reads/s | broker p50 | broker p99 | broker max | documents per viewer/s | answers to bad requests |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| phase | Modbus reads/s | broker p50 | broker p99 | broker max | ferrule CPU | documents per viewer/s | answers to bad requests |");
+    println!("|---|---|---|---|---|---|---|---|");
     for (phase, samples) in &results {
         for s in samples {
             let pct = |q: f64| {
@@ -248,12 +279,13 @@ fn main() {
                     })
             };
             println!(
-                "| {} | {:.0} | {} | {} | {} | {} | {} |",
+                "| {} | {:.0} | {} | {} | {} | {:.1} % | {} | {} |",
                 phase.name(),
                 s.reads_per_s,
                 pct(0.5),
                 pct(0.99),
                 pct(1.0),
+                s.cpu_percent,
                 if *phase == Phase::Idle {
                     "–".to_owned()
                 } else {
