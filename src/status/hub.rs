@@ -27,7 +27,7 @@ use crate::store::Counter;
 use crate::topics::Topics;
 
 /// Longest time between a change and the document that shows it.
-pub const TICK: Duration = Duration::from_millis(250);
+pub const TICK: Duration = Duration::from_millis(500);
 /// How often counters are read for rates (and the metrics snapshot taken).
 const RATE_PERIOD: Duration = Duration::from_secs(1);
 /// The feed's channel: the broker waits when it is full, so it is generous.
