@@ -16,6 +16,7 @@
 mod lines;
 mod reload;
 mod router;
+mod status;
 mod switch;
 mod watch;
 
@@ -137,6 +138,8 @@ pub(crate) struct Agent {
     lines: Lines,
     router: Option<Router>,
     metrics_server: Option<Task>,
+    /// The live status page (`status` section), if on.
+    status: Option<status::StatusPage>,
     watchdog: Option<Task>,
 }
 
@@ -147,6 +150,7 @@ impl Agent {
             Some(m) => Some(crate::health::http::bind(m.bind).await?),
             None => None,
         };
+        let status_listener = status::bind(&config).await?;
         let queue = match &config.uplink {
             Some(u) => Some(open_queue(u).await?),
             None => None,
@@ -184,8 +188,16 @@ impl Agent {
             lines: Lines::default(),
             router: None,
             metrics_server: None,
+            status: None,
             watchdog: None,
         };
+        agent.status = status::StatusPage::start(
+            &agent.config,
+            &agent.broker,
+            &agent.topics,
+            &agent.devices,
+            &agent.health.metrics,
+        );
         agent.start_uplink()?;
         agent.start_lines(diff::lines(&agent.devices).into_iter());
         // A broker-only gateway (no devices) has no command topics: `.../set` messages of LAN
@@ -204,6 +216,9 @@ impl Agent {
             ))
         };
         agent.metrics_server = metrics_listener.map(|l| agent.serve_metrics(l));
+        if let (Some(page), Some(listener)) = (agent.status.as_mut(), status_listener) {
+            page.serve(listener, &agent.config)?;
+        }
         info!(
             site = %agent.config.site,
             devices = agent.devices.len(),
@@ -255,6 +270,9 @@ impl Agent {
     }
 
     async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(page) = self.status.take() {
+            page.stop().await;
+        }
         self.lines.stop_all().await;
         if let Some(router) = self.router.take() {
             router.stop().await;

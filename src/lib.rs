@@ -10,6 +10,7 @@
 //! - [`uplink`]  forward rules and the upstream MQTT client (delete only after PUBACK)
 //! - [`command`] `.../set` commands: parse, validate, write through the device task, result
 //! - [`health`]  systemd notify and watchdog, progress heartbeats, metrics, `/metrics` endpoint
+//! - [`status`]  the live status page: its state, its document, logins and writes
 //! - [`errors`]  error chains for logs
 //! - [`backoff`] capped exponential backoff with jitter for every reconnect
 //! - [`app`]     wiring, cancellation, drain order
@@ -27,6 +28,7 @@ pub mod field;
 pub mod health;
 pub mod migrate;
 pub mod payload;
+pub mod status;
 pub mod store;
 pub mod topics;
 pub mod uplink;

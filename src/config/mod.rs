@@ -9,6 +9,7 @@
 //! - `validate` the rules across fields and items (names, overlaps, ranges)
 //! - `broker`   the `broker` section: listeners, TLS, password and ACL files, persistence, limits
 //! - `uplink`   the `uplink` section: keys, defaults, its scalars and its cross-field rules
+//! - `status`   the `status` section: the live status page
 //! - `write`    what governs commands: `writable` rules, `enum`, the `commands` section
 //! - `locate`   line and column of a node, from its path
 //! - `error`    [`ConfigError`] and [`Diagnostic`]
@@ -30,6 +31,7 @@ mod mosquitto_hint;
 pub mod profile;
 mod scalar;
 mod schema;
+mod status;
 mod uplink;
 mod validate;
 mod write;
@@ -39,3 +41,4 @@ pub use load::{load, parse, Origin};
 pub use model::*;
 pub use mosquitto_hint::looks_like_mosquitto;
 pub use scalar::{parse_duration, parse_host_port, show_duration};
+pub use status::{StatusConfig, DEFAULT_STATUS_BIND};

@@ -94,6 +94,8 @@ pub struct Config {
     pub profiles: Vec<ProfileInfo>,
     /// `profiles_dir`, resolved against the config file's directory (watched for reloads).
     pub profiles_dir: Option<PathBuf>,
+    /// The live status page; `None` (off) when the section is absent.
+    pub status: Option<super::StatusConfig>,
 }
 
 /// A device profile as `check` shows it.

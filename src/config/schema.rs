@@ -33,6 +33,7 @@ const TOP: &[&str] = &[
     "metrics",
     "profiles",
     "profiles_dir",
+    "status",
 ];
 const METRICS: &[&str] = &["bind"];
 const MODBUS: &[&str] = &["max_connections_per_host"];
@@ -119,6 +120,7 @@ pub fn config(cx: &mut Ctx, root: &Value, origin: &Origin) -> Option<Config> {
     });
     let commands = m.optional_with(cx, "commands", super::write::commands);
     let metrics = m.optional_with(cx, "metrics", metrics);
+    let status = m.optional_with(cx, "status", super::status::status);
     let buses = all(buses?.into_iter().map(|b| b.item).collect());
     if !profiles_ok {
         return None;
@@ -134,6 +136,7 @@ pub fn config(cx: &mut Ctx, root: &Value, origin: &Origin) -> Option<Config> {
         metrics: metrics?,
         profiles: super::profile::infos(&profiles.valid, &uses),
         profiles_dir,
+        status: status?,
     })
 }
 

@@ -64,6 +64,13 @@ pub struct DeviceMetrics {
     latency_sum_us: AtomicU64,
     published: AtomicU64,
     online: AtomicBool,
+    /// Wall-clock milliseconds of the last answer (a value or an exception), 0 before any.
+    last_answer_ms: AtomicU64,
+    /// Round trip of the last answered request, in microseconds.
+    last_latency_us: AtomicU64,
+    /// Requests in a row that got no answer: the circuit breaker's own count (it opens at
+    /// `field::breaker::THRESHOLD`, and any answer closes it), mirrored for the status page.
+    unanswered: AtomicU64,
 }
 
 impl DeviceMetrics {
@@ -73,6 +80,9 @@ impl DeviceMetrics {
     }
 
     pub fn error(&self, kind: ErrorKind) {
+        if kind == ErrorKind::NoAnswer {
+            self.unanswered.fetch_add(1, Ordering::Relaxed);
+        }
         let i = ErrorKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
         self.errors[i].fetch_add(1, Ordering::Relaxed);
     }
@@ -86,6 +96,12 @@ impl DeviceMetrics {
         self.latency_count.fetch_add(1, Ordering::Relaxed);
         let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         self.latency_sum_us.fetch_add(us, Ordering::Relaxed);
+        self.last_latency_us.store(us, Ordering::Relaxed);
+        self.unanswered.store(0, Ordering::Relaxed);
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.last_answer_ms.store(now, Ordering::Relaxed);
     }
 
     /// `n` point values were published.
@@ -112,6 +128,9 @@ impl DeviceMetrics {
             latency_sum: Duration::from_micros(load(&self.latency_sum_us)).as_secs_f64(),
             published: load(&self.published),
             online: self.is_online(),
+            last_answer_ms: load(&self.last_answer_ms),
+            last_latency_us: load(&self.last_latency_us),
+            unanswered: load(&self.unanswered),
         }
     }
 }
@@ -246,6 +265,12 @@ pub struct DeviceSnapshot {
     pub latency_sum: f64,
     pub published: u64,
     pub online: bool,
+    /// Unix milliseconds of the last answer, 0 before any.
+    pub last_answer_ms: u64,
+    /// Round trip of the last answered request, in microseconds.
+    pub last_latency_us: u64,
+    /// Requests in a row without an answer (the breaker is open from `THRESHOLD` on).
+    pub unanswered: u64,
 }
 
 /// Every metric at a moment.

@@ -6,6 +6,9 @@
 //! - `watchdog` `STATUS=` updates and `WATCHDOG=1` pings fed only by progress
 //! - `metrics`  counters and their Prometheus text rendering (pure)
 //! - `http`     the `/metrics` and `/health` endpoint
+//! - `request`  HTTP request heads and bodies, bounded (pure parsing)
+//! - `status_http` the live status page's server (`crate::status` holds its state);
+//!   `page_tls` its TLS configuration, from the broker listener's certificate
 //!
 //! [`Health`] bundles them for `app`: one per process, shared by every component.
 
@@ -13,6 +16,9 @@ pub mod beat;
 pub mod http;
 pub mod metrics;
 pub mod notify;
+pub mod page_tls;
+pub mod request;
+pub mod status_http;
 pub mod watchdog;
 
 use std::sync::Arc;
@@ -30,13 +36,32 @@ pub use notify::Notifier;
 /// bind.
 pub fn check(config: &crate::config::Config) -> Vec<String> {
     let mut warnings = metrics::check(config);
+    if let Some(s) = config.status.filter(|s| s.is_exposed()) {
+        if config.broker.password_file.is_none() {
+            warnings.push(format!(
+                "status.bind `{}` is not a loopback address but broker.password_file is not set: \
+                 the page requires a login there and nobody can log in; set a password file \
+                 (the page's users are the broker's) or bind the page to 127.0.0.1",
+                s.bind
+            ));
+        }
+        if !config.broker.listeners.iter().any(|l| l.tls.is_some()) {
+            warnings.push(format!(
+                "status.bind `{}` is not a loopback address and no broker listener has TLS: \
+                 logins to the page travel in clear text (the page uses the certificate of \
+                 the first TLS listener)",
+                s.bind
+            ));
+        }
+    }
     let ports = config
         .broker
         .listeners
         .iter()
         .enumerate()
         .map(|(i, l)| (format!("broker.listeners[{i}]"), l.bind))
-        .chain(config.metrics.map(|m| ("metrics.bind".to_owned(), m.bind)));
+        .chain(config.metrics.map(|m| ("metrics.bind".to_owned(), m.bind)))
+        .chain(config.status.map(|s| ("status.bind".to_owned(), s.bind)));
     for (what, addr) in ports {
         if addr.port() != 0 && addr.port() < 1024 {
             warnings.push(format!(
@@ -129,6 +154,25 @@ mod tests {
             base_dir: std::env::temp_dir(),
             state_dir: std::env::temp_dir(),
         }
+    }
+
+    #[test]
+    fn check_warns_about_an_exposed_status_page_without_password_file_or_tls(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let local = parse(&format!("{MINIMAL}status: {{}}\n"), &origin())?;
+        assert!(super::check(&local).is_empty());
+        let open = parse(
+            &format!("{MINIMAL}status: {{bind: \"0.0.0.0:9109\"}}\n"),
+            &origin(),
+        )?;
+        let warnings = super::check(&open).join("\n");
+        assert!(
+            warnings.contains("status.bind `0.0.0.0:9109`")
+                && warnings.contains("password_file is not set")
+                && warnings.contains("no broker listener has TLS"),
+            "{warnings}"
+        );
+        Ok(())
     }
 
     #[test]
