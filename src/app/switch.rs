@@ -65,4 +65,13 @@ impl Local for LocalSwitch {
             .clone();
         broker.publish(msg).await
     }
+
+    fn follow(&self, filter: &str) -> Option<tokio::sync::mpsc::Receiver<Message>> {
+        let broker = self
+            .0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        broker.follow(filter)
+    }
 }

@@ -8,6 +8,7 @@
 //! - `scalar`   decoding of each scalar type (durations, addresses, enums...)
 //! - `validate` the rules across fields and items (names, overlaps, ranges)
 //! - `broker`   the `broker` section: listeners, TLS, password and ACL files, persistence, limits
+//! - `sparkplug` the `uplink.sparkplug` section
 //! - `uplink`   the `uplink` section: keys, defaults, its scalars and its cross-field rules
 //! - `write`    what governs commands: `writable` rules, `enum`, the `commands` section
 //! - `locate`   line and column of a node, from its path
@@ -24,6 +25,7 @@ mod locate;
 pub mod model;
 mod scalar;
 mod schema;
+pub mod sparkplug;
 mod uplink;
 mod validate;
 mod write;

@@ -27,11 +27,12 @@ use super::downlink::{Downlinks, Skip};
 use super::inflight::{Settled, Slot, Window};
 use super::rate::Rate;
 use super::sequence::stamp_json;
-use super::session::{valid_topic, AckKind, LinkEvent, Session, Will};
+use super::session::{valid_topic, AckKind, LinkEvent, Session, Subscription, Will};
 use super::status::LinkStatus;
 use crate::broker::Message;
 use crate::config::{Qos, Sequence};
 use crate::errors::Chain;
+use crate::sparkplug::{now_ms, Action, EdgeNode, Publish};
 use crate::store::{Queue, Row, StoreError};
 
 /// How long a stopping agent keeps draining before it gives up (the rows stay queued).
@@ -88,6 +89,8 @@ pub(crate) struct Carry {
     /// Of those, the ones to delete (a delete that failed is tried again), and how.
     pub(crate) to_ack: Vec<i64>,
     pub(crate) to_discard: Vec<i64>,
+    /// The Sparkplug edge node, when the uplink is one.
+    pub(crate) node: Option<EdgeNode>,
 }
 
 /// How a connection ended.
@@ -132,6 +135,12 @@ pub(crate) struct Drain<'a> {
     downlinked: u64,
     /// A broker refusal that ends the connection.
     reset: Option<String>,
+    /// Sparkplug births waiting for room in the window, sent before any row.
+    control: VecDeque<Publish>,
+    /// Sparkplug: the births of this connection were sent (rows may follow).
+    born: bool,
+    /// Sparkplug: rows up to this id were queued before the births (historical).
+    birth_mark: i64,
 }
 
 impl<'a> Drain<'a> {
@@ -159,6 +168,9 @@ impl<'a> Drain<'a> {
             refused: 0,
             downlinked: 0,
             reset: None,
+            control: VecDeque::new(),
+            born: false,
+            birth_mark: 0,
         }
     }
 
@@ -185,22 +197,39 @@ impl<'a> Drain<'a> {
         self.ctx.status.connected();
         let backlog = self.ctx.queue.stats().await.map(|s| s.depth).unwrap_or(0);
         info!(backlog, "uplink connected");
-        let will = &self.ctx.will;
-        let birth = self.session.try_publish(
-            &will.topic,
-            Qos::AtLeastOnce,
-            true,
-            will.online.into(),
-            None,
-        );
-        if birth.is_ok() {
-            self.window.handed(Slot::Birth { qos: 1 });
+        let mut subscriptions = self.ctx.downlinks.subscriptions();
+        if let Some(node) = &self.carry.node {
+            // Sparkplug: the will is the NDEATH, the birth the NBIRTH (now, or once the
+            // primary host is online).
+            subscriptions.extend(node.subscriptions().into_iter().map(|(filter, retained)| {
+                Subscription {
+                    filter,
+                    qos: Qos::AtLeastOnce,
+                    retained,
+                }
+            }));
+            if node.primary_host().is_none() {
+                self.birth();
+            } else {
+                info!(
+                    host = node.primary_host(),
+                    "Sparkplug: waiting for the primary host to be online"
+                );
+            }
+        } else {
+            let will = &self.ctx.will;
+            let birth = self.session.try_publish(
+                &will.topic,
+                Qos::AtLeastOnce,
+                true,
+                will.online.into(),
+                None,
+            );
+            if birth.is_ok() {
+                self.window.handed(Slot::Birth { qos: 1 });
+            }
         }
-        if self
-            .session
-            .try_subscribe(&self.ctx.downlinks.subscriptions())
-            .is_err()
-        {
+        if self.session.try_subscribe(&subscriptions).is_err() {
             warn!("cannot subscribe to the downlink topics on this connection");
         }
         let outcome = self.drain(cancel).await;
@@ -219,7 +248,7 @@ impl<'a> Drain<'a> {
                 return Outcome::Reset(why);
             }
             if stopping.is_some() && self.idle() {
-                self.session.try_disconnect();
+                self.disconnect();
                 return Outcome::Stopped;
             }
             tokio::select! {
@@ -253,16 +282,81 @@ impl<'a> Drain<'a> {
                 () = sleep_opt(&mut stopping) => {
                     let left = self.window.in_flight() + self.buffer.len();
                     info!(unacknowledged = left, "shutdown: the rest of the backlog stays queued");
-                    self.session.try_disconnect();
+                    self.disconnect();
                     return Outcome::Stopped;
                 }
             }
         }
     }
 
+    /// A clean DISCONNECT; a Sparkplug edge node publishes its NDEATH first (a clean
+    /// disconnect does not publish the will).
+    fn disconnect(&mut self) {
+        if let Some(node) = &self.carry.node {
+            let death = node.death(now_ms());
+            let _ = self.session.try_publish(
+                &death.topic,
+                Qos::AtLeastOnce,
+                false,
+                death.payload,
+                None,
+            );
+        }
+        self.session.try_disconnect();
+    }
+
+    /// Sparkplug: queues NBIRTH and the DBIRTHs; rows queued until now become historical.
+    fn birth(&mut self) {
+        let Some(node) = self.carry.node.as_mut() else {
+            return;
+        };
+        self.control = node.births(now_ms()).into();
+        self.birth_mark = *self.ctx.queue.committed().borrow();
+        self.born = true;
+        info!(
+            births = self.control.len(),
+            historical_up_to = self.birth_mark,
+            "Sparkplug: births queued"
+        );
+    }
+
+    /// Sparkplug: what the node asks after an upstream message on its topics.
+    fn node_action(&mut self, incoming: &super::session::Incoming) {
+        let Some(node) = self.carry.node.as_mut() else {
+            return;
+        };
+        match node.inbound(&incoming.topic, &incoming.payload) {
+            Action::Rebirth => {
+                info!("Sparkplug: rebirth requested");
+                self.birth();
+            }
+            Action::Commands(msgs) => {
+                for msg in msgs {
+                    let topic = msg.topic.clone();
+                    match self.ctx.downlink_tx.try_send(msg) {
+                        Ok(()) => self.downlinked += 1,
+                        Err(_) => {
+                            error!(%topic, "downlink backlog full: Sparkplug command dropped")
+                        }
+                    }
+                }
+            }
+            Action::Host { online: true } if !self.born => {
+                info!("Sparkplug: the primary host is online");
+                self.birth();
+            }
+            Action::Host { online: false } if self.born => {
+                // Dropping the connection makes the broker publish the NDEATH (the will).
+                self.reset = Some("the Sparkplug primary host went offline".into());
+            }
+            Action::Host { .. } | Action::Nothing => {}
+        }
+    }
+
     /// Whether everything queued so far was sent, acknowledged and deleted.
     fn idle(&self) -> bool {
-        self.window.is_idle()
+        self.control.is_empty()
+            && self.window.is_idle()
             && self.window.outstanding() == 0
             && self.buffer.is_empty()
             && self.exhausted
@@ -299,6 +393,23 @@ impl<'a> Drain<'a> {
     /// Hands rows to rumqttc while the window (and the rate) allow.
     fn hand_over(&mut self) {
         while self.window.outstanding() < self.ctx.window && self.rate_wait.is_none() {
+            if let Some(p) = self.control.pop_front() {
+                let payload = p.payload.clone();
+                match self
+                    .session
+                    .try_publish(&p.topic, Qos::AtLeastOnce, false, payload, None)
+                {
+                    Ok(()) => self.window.handed(Slot::Birth { qos: 1 }),
+                    Err(_) => {
+                        self.control.push_front(p);
+                        break;
+                    }
+                }
+                continue;
+            }
+            if self.carry.node.is_some() && !self.born {
+                break;
+            }
             let Some(row) = self.buffer.pop_front() else {
                 break;
             };
@@ -316,6 +427,35 @@ impl<'a> Drain<'a> {
             }
             let r = &row.record;
             let qos = Qos::from_level(r.qos).unwrap_or(Qos::AtLeastOnce);
+            if let Some(node) = self.carry.node.as_mut() {
+                let historical = row.id <= self.birth_mark;
+                let Some(p) = node.translate(&r.topic, &r.payload, historical, now_ms()) else {
+                    // Not a metric of a born device: nothing to send for it.
+                    debug!(id = row.id, topic = %r.topic, "Sparkplug: nothing to send for this row");
+                    self.settled(row.id, false);
+                    continue;
+                };
+                match self
+                    .session
+                    .try_publish(&p.topic, qos, false, p.payload, None)
+                {
+                    Ok(()) => {
+                        self.window.handed(Slot::Row {
+                            id: row.id,
+                            qos: qos.level(),
+                        });
+                        self.sent += 1;
+                        continue;
+                    }
+                    Err(_) => {
+                        // Cannot happen while the window bounds the requests; the node's seq
+                        // moved on, so start over with a fresh session and new births.
+                        self.buffer.push_front(row);
+                        self.reset = Some("the request channel was full".into());
+                        break;
+                    }
+                }
+            }
             let (payload, property) = match &self.ctx.sequence {
                 Sequence::Off => (r.payload.clone(), None),
                 Sequence::Property(key) => (r.payload.clone(), Some((key.as_str(), row.id))),
@@ -405,6 +545,26 @@ impl<'a> Drain<'a> {
                         "the broker refused message {id} ({})",
                         refused.reason
                     ));
+                }
+            }
+            LinkEvent::Message(incoming)
+                if self
+                    .carry
+                    .node
+                    .as_ref()
+                    .and_then(|n| n.handles(&incoming.topic))
+                    .is_some() =>
+            {
+                let retained_ok = self
+                    .carry
+                    .node
+                    .as_ref()
+                    .and_then(|n| n.handles(&incoming.topic))
+                    == Some(true);
+                if incoming.retain && !retained_ok {
+                    debug!(topic = %incoming.topic, "retained Sparkplug command skipped");
+                } else {
+                    self.node_action(&incoming);
                 }
             }
             LinkEvent::Message(incoming) => match self.ctx.downlinks.map(&incoming) {

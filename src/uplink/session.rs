@@ -113,7 +113,37 @@ impl Options {
 
     /// A fresh client and event loop (not connected yet: the first poll connects).
     pub(crate) fn session(&self) -> Session {
-        match self {
+        Self::session_from(self)
+    }
+
+    /// [`Options::session`] with another will (QoS 1, not retained): the Sparkplug NDEATH,
+    /// whose `bdSeq` changes with every connection.
+    pub(crate) fn session_with_will(&self, topic: &str, payload: Bytes) -> Session {
+        let mut options = self.clone();
+        match &mut options {
+            Options::V4(o) => {
+                o.set_last_will(rumqttc::LastWill::new(
+                    topic,
+                    payload.to_vec(),
+                    QoS::AtLeastOnce,
+                    false,
+                ));
+            }
+            Options::V5(o) => {
+                o.set_last_will(p5::LastWill::new(
+                    topic,
+                    payload.to_vec(),
+                    QoS5::AtLeastOnce,
+                    false,
+                    None,
+                ));
+            }
+        }
+        Self::session_from(&options)
+    }
+
+    fn session_from(options: &Options) -> Session {
+        match options {
             Options::V4(o) => {
                 let cap = o.request_channel_capacity();
                 let (client, events) = rumqttc::AsyncClient::new((**o).clone(), cap);
