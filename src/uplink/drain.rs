@@ -37,10 +37,14 @@ use crate::store::{Queue, Row, StoreError};
 
 /// How long a stopping agent keeps draining before it gives up (the rows stay queued).
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(3);
-/// Rows read from the queue at once: at least this many...
-const MIN_FETCH: usize = 64;
+/// Rows read from the queue at once (four windows' worth): at least this many...
+const MIN_FETCH: usize = 256;
 /// ...and at most this many.
-const MAX_FETCH: usize = 1024;
+const MAX_FETCH: usize = 4096;
+/// Link events handled in a row once one arrived, before the window is refilled: rumqttc
+/// decodes every packet of a network read at once, and taking them one per `select!` turn
+/// cost more than the events themselves.
+const EVENT_BATCH: usize = 64;
 /// Most acknowledged rows deleted in one commit.
 const MAX_ACK_BATCH: usize = 512;
 /// Longest an acknowledged row waits for its delete to start.
@@ -153,7 +157,7 @@ impl<'a> Drain<'a> {
             buffer: VecDeque::new(),
             cursor: 0,
             exhausted: false,
-            fetch_size: ctx.window.clamp(MIN_FETCH, MAX_FETCH),
+            fetch_size: ctx.window.saturating_mul(4).clamp(MIN_FETCH, MAX_FETCH),
             fetching: None,
             deleting: None,
             delete_retry: None,
@@ -253,7 +257,20 @@ impl<'a> Drain<'a> {
             }
             tokio::select! {
                 ev = self.session.poll() => match ev {
-                    Ok(ev) => self.on_event(ev),
+                    Ok(ev) => {
+                        self.on_event(ev);
+                        // The events rumqttc already has, without a turn of `select!` each.
+                        for _ in 0..EVENT_BATCH {
+                            if self.reset.is_some() {
+                                break;
+                            }
+                            match ready(self.session.poll()).await {
+                                Some(Ok(ev)) => self.on_event(ev),
+                                Some(Err(error)) => return Outcome::Failed { error, connected: true },
+                                None => break,
+                            }
+                        }
+                    }
                     Err(error) => return Outcome::Failed { error, connected: true },
                 },
                 rows = poll_fetch(&mut self.fetching) => {
@@ -395,10 +412,13 @@ impl<'a> Drain<'a> {
         while self.window.outstanding() < self.ctx.window && self.rate_wait.is_none() {
             if let Some(p) = self.control.pop_front() {
                 let payload = p.payload.clone();
-                match self
-                    .session
-                    .try_publish(&p.topic, Qos::AtLeastOnce, false, payload, None)
-                {
+                match self.session.try_publish(
+                    p.topic.as_str(),
+                    Qos::AtLeastOnce,
+                    false,
+                    payload,
+                    None,
+                ) {
                     Ok(()) => self.window.handed(Slot::Birth { qos: 1 }),
                     Err(_) => {
                         self.control.push_front(p);
@@ -425,9 +445,9 @@ impl<'a> Drain<'a> {
                     break;
                 }
             }
-            let r = &row.record;
-            let qos = Qos::from_level(r.qos).unwrap_or(Qos::AtLeastOnce);
+            let qos = Qos::from_level(row.record.qos).unwrap_or(Qos::AtLeastOnce);
             if let Some(node) = self.carry.node.as_mut() {
+                let r = &row.record;
                 let historical = row.id <= self.birth_mark;
                 let Some(p) = node.translate(&r.topic, &r.payload, historical, now_ms()) else {
                     // Not a metric of a born device: nothing to send for it.
@@ -437,7 +457,7 @@ impl<'a> Drain<'a> {
                 };
                 match self
                     .session
-                    .try_publish(&p.topic, qos, false, p.payload, None)
+                    .try_publish(p.topic, qos, false, p.payload, None)
                 {
                     Ok(()) => {
                         self.window.handed(Slot::Row {
@@ -456,28 +476,31 @@ impl<'a> Drain<'a> {
                     }
                 }
             }
+            let Row { id, record, .. } = row;
             let (payload, property) = match &self.ctx.sequence {
-                Sequence::Off => (r.payload.clone(), None),
-                Sequence::Property(key) => (r.payload.clone(), Some((key.as_str(), row.id))),
+                Sequence::Off => (record.payload, None),
+                Sequence::Property(key) => (record.payload, Some((key.as_str(), id))),
                 Sequence::Json(key) => (
-                    stamp_json(&r.payload, key, row.id).unwrap_or_else(|| r.payload.clone()),
+                    stamp_json(&record.payload, key, id).unwrap_or(record.payload),
                     None,
                 ),
             };
+            // The topic moves into rumqttc (no copy per message).
             match self
                 .session
-                .try_publish(&r.topic, qos, r.retain, payload, property)
+                .try_publish(record.topic, qos, record.retain, payload, property)
             {
                 Ok(()) => {
                     self.window.handed(Slot::Row {
-                        id: row.id,
+                        id,
                         qos: qos.level(),
                     });
                     self.sent += 1;
                 }
                 Err(_) => {
-                    // Cannot happen while the window bounds the requests; try again later.
-                    self.buffer.push_front(row);
+                    // Cannot happen while the window bounds the requests. The row is still
+                    // queued: a fresh session fetches it again.
+                    self.reset = Some("the uplink request channel was full".into());
                     break;
                 }
             }
@@ -676,6 +699,17 @@ impl<'a> Drain<'a> {
             (self.sent, self.delivered, self.refused, self.downlinked) = (0, 0, 0, 0);
         }
     }
+}
+
+/// `f`'s output if it is ready now, else `None` (`f` is dropped: only for cancel-safe
+/// futures, as rumqttc's `EventLoop::poll`, which `select!` drops the same way).
+async fn ready<F: Future>(f: F) -> Option<F::Output> {
+    let mut f = std::pin::pin!(f);
+    std::future::poll_fn(|cx| match f.as_mut().poll(cx) {
+        std::task::Poll::Ready(v) => std::task::Poll::Ready(Some(v)),
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+    })
+    .await
 }
 
 /// The fetch in progress; pending forever when there is none (for `select!`).

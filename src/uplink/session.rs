@@ -249,9 +249,11 @@ pub(crate) struct Full;
 
 impl Session {
     /// Hands a publish to rumqttc; `sequence` is an MQTT 5 user property to add.
+    /// The topic is taken by value: rumqttc wants a `String`, and a drained row's can be
+    /// moved rather than copied.
     pub(crate) fn try_publish(
         &self,
-        topic: &str,
+        topic: impl Into<String>,
         qos: Qos,
         retain: bool,
         payload: Bytes,
@@ -259,7 +261,7 @@ impl Session {
     ) -> Result<(), Full> {
         match &self.client {
             Client::V4(c) => c
-                .try_publish(topic, qos4(qos), retain, payload)
+                .try_publish(topic.into(), qos4(qos), retain, payload)
                 .map_err(|_| Full),
             Client::V5(c) => {
                 let result = match sequence {
@@ -268,9 +270,15 @@ impl Session {
                             user_properties: vec![(key.to_owned(), seq.to_string())],
                             ..Default::default()
                         };
-                        c.try_publish_with_properties(topic, qos5(qos), retain, payload, props)
+                        c.try_publish_with_properties(
+                            topic.into(),
+                            qos5(qos),
+                            retain,
+                            payload,
+                            props,
+                        )
                     }
-                    None => c.try_publish(topic, qos5(qos), retain, payload),
+                    None => c.try_publish(topic.into(), qos5(qos), retain, payload),
                 };
                 result.map_err(|_| Full)
             }
