@@ -248,6 +248,7 @@ impl Agent {
         let local: Arc<dyn Local> = self.broker.clone();
         let task = UplinkTask::new(u, &self.topics, q.clone(), local)
             .context("cannot set up the uplink")?
+            .with_devices(self.devices.iter().map(|d| &**d), &self.topics)
             .with_beat(self.health.progress.register("uplink"));
         self.health.metrics.set_uplink(Some(task.status()));
         let span = tracing::info_span!("uplink", url = %u.url);

@@ -6,6 +6,7 @@
 //! - [`payload`] the JSON payload contract (point state, command results, timestamps)
 //! - [`field`]   Modbus TCP and RTU: pure read planner and codec, one task per connection or bus
 //! - [`broker`]  the embedded MQTT broker behind one narrow interface
+//! - [`sparkplug`] Sparkplug B edge node through the uplink: payload codec, births, commands
 //! - [`store`]   the durable store-and-forward queue (SQLite, WAL, group commit)
 //! - [`uplink`]  forward rules and the upstream MQTT client (delete only after PUBACK)
 //! - [`command`] `.../set` commands: parse, validate, write through the device task, result
@@ -28,6 +29,7 @@ pub mod field;
 pub mod health;
 pub mod migrate;
 pub mod payload;
+pub mod sparkplug;
 pub mod status;
 pub mod store;
 pub mod topics;

@@ -15,6 +15,7 @@
 //! Invariant: site, device and point names are valid topic levels ([`check_level`]), so the
 //! topics built here are always valid topic names and parse back to the same parts.
 
+pub mod sparkplug;
 mod template;
 
 pub use template::{min_levels, Template};

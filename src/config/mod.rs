@@ -8,6 +8,7 @@
 //! - `scalar`   decoding of each scalar type (durations, addresses, enums...)
 //! - `validate` the rules across fields and items (names, overlaps, ranges)
 //! - `broker`   the `broker` section: listeners, TLS, password and ACL files, persistence, limits
+//! - `sparkplug` the `uplink.sparkplug` section
 //! - `uplink`   the `uplink` section: keys, defaults, its scalars and its cross-field rules
 //! - `status`   the `status` section: the live status page
 //! - `write`    what governs commands: `writable` rules, `enum`, the `commands` section
@@ -31,6 +32,7 @@ mod mosquitto_hint;
 pub mod profile;
 mod scalar;
 mod schema;
+pub mod sparkplug;
 mod status;
 mod uplink;
 mod validate;

@@ -874,6 +874,8 @@ pub struct Uplink {
     pub downlink: Vec<DownlinkRule>,
     /// The durable queue.
     pub queue: QueueConfig,
+    /// Speak Sparkplug B upstream as an edge node (see `config::sparkplug`).
+    pub sparkplug: Option<super::sparkplug::Sparkplug>,
 }
 
 /// In-flight window of the uplink when `uplink.window` is not set.

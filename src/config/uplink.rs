@@ -36,6 +36,7 @@ const UPLINK: &[&str] = &[
     "forward",
     "downlink",
     "queue",
+    "sparkplug",
 ];
 const RECONNECT: &[&str] = &["initial", "max"];
 const FORWARD: &[&str] = &["local", "remote", "qos", "retain"];
@@ -89,6 +90,7 @@ pub fn uplink(cx: &mut Ctx, node: &Value, site: Option<&str>, origin: &Origin) -
     let forward = m.optional_with(cx, "forward", |cx, v| all(list(cx, v, forward_rule)?));
     let downlink = m.optional_with(cx, "downlink", |cx, v| all(list(cx, v, downlink_rule)?));
     let queue = m.optional_with(cx, "queue", |cx, v| queue(cx, v, origin));
+    let sparkplug = m.optional_with(cx, "sparkplug", super::sparkplug::sparkplug);
 
     let password_file = password_file.map(|f| f.map(|f| origin.base_dir.join(f)));
     let password = match (password_file, password_env) {
@@ -122,9 +124,14 @@ pub fn uplink(cx: &mut Ctx, node: &Value, site: Option<&str>, origin: &Origin) -
             max: DEFAULT_RECONNECT_MAX,
         }),
         sequence: sequence?,
-        forward: forward?.unwrap_or_default(),
+        forward: match (forward?, &sparkplug) {
+            (Some(rules), _) => rules,
+            (None, Some(Some(_))) => super::sparkplug::default_forward(site?),
+            (None, _) => Vec::new(),
+        },
         downlink: downlink?.unwrap_or_default(),
         queue: queue?.unwrap_or_else(|| default_queue(origin)),
+        sparkplug: sparkplug?,
     })
 }
 

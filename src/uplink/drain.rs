@@ -27,19 +27,24 @@ use super::downlink::{Downlinks, Skip};
 use super::inflight::{Settled, Slot, Window};
 use super::rate::Rate;
 use super::sequence::stamp_json;
-use super::session::{valid_topic, AckKind, LinkEvent, Session, Will};
+use super::session::{valid_topic, AckKind, LinkEvent, Session, Subscription, Will};
 use super::status::LinkStatus;
 use crate::broker::Message;
 use crate::config::{Qos, Sequence};
 use crate::errors::Chain;
+use crate::sparkplug::{now_ms, Action, EdgeNode, Publish};
 use crate::store::{Queue, Row, StoreError};
 
 /// How long a stopping agent keeps draining before it gives up (the rows stay queued).
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(3);
-/// Rows read from the queue at once: at least this many...
-const MIN_FETCH: usize = 64;
+/// Rows read from the queue at once (four windows' worth): at least this many...
+const MIN_FETCH: usize = 256;
 /// ...and at most this many.
-const MAX_FETCH: usize = 1024;
+const MAX_FETCH: usize = 4096;
+/// Link events handled in a row once one arrived, before the window is refilled: rumqttc
+/// decodes every packet of a network read at once, and taking them one per `select!` turn
+/// cost more than the events themselves.
+const EVENT_BATCH: usize = 64;
 /// Most acknowledged rows deleted in one commit.
 const MAX_ACK_BATCH: usize = 512;
 /// Longest an acknowledged row waits for its delete to start.
@@ -88,6 +93,8 @@ pub(crate) struct Carry {
     /// Of those, the ones to delete (a delete that failed is tried again), and how.
     pub(crate) to_ack: Vec<i64>,
     pub(crate) to_discard: Vec<i64>,
+    /// The Sparkplug edge node, when the uplink is one.
+    pub(crate) node: Option<EdgeNode>,
 }
 
 /// How a connection ended.
@@ -132,6 +139,12 @@ pub(crate) struct Drain<'a> {
     downlinked: u64,
     /// A broker refusal that ends the connection.
     reset: Option<String>,
+    /// Sparkplug births waiting for room in the window, sent before any row.
+    control: VecDeque<Publish>,
+    /// Sparkplug: the births of this connection were sent (rows may follow).
+    born: bool,
+    /// Sparkplug: rows up to this id were queued before the births (historical).
+    birth_mark: i64,
 }
 
 impl<'a> Drain<'a> {
@@ -144,7 +157,7 @@ impl<'a> Drain<'a> {
             buffer: VecDeque::new(),
             cursor: 0,
             exhausted: false,
-            fetch_size: ctx.window.clamp(MIN_FETCH, MAX_FETCH),
+            fetch_size: ctx.window.saturating_mul(4).clamp(MIN_FETCH, MAX_FETCH),
             fetching: None,
             deleting: None,
             delete_retry: None,
@@ -159,6 +172,9 @@ impl<'a> Drain<'a> {
             refused: 0,
             downlinked: 0,
             reset: None,
+            control: VecDeque::new(),
+            born: false,
+            birth_mark: 0,
         }
     }
 
@@ -185,22 +201,39 @@ impl<'a> Drain<'a> {
         self.ctx.status.connected();
         let backlog = self.ctx.queue.stats().await.map(|s| s.depth).unwrap_or(0);
         info!(backlog, "uplink connected");
-        let will = &self.ctx.will;
-        let birth = self.session.try_publish(
-            &will.topic,
-            Qos::AtLeastOnce,
-            true,
-            will.online.into(),
-            None,
-        );
-        if birth.is_ok() {
-            self.window.handed(Slot::Birth { qos: 1 });
+        let mut subscriptions = self.ctx.downlinks.subscriptions();
+        if let Some(node) = &self.carry.node {
+            // Sparkplug: the will is the NDEATH, the birth the NBIRTH (now, or once the
+            // primary host is online).
+            subscriptions.extend(node.subscriptions().into_iter().map(|(filter, retained)| {
+                Subscription {
+                    filter,
+                    qos: Qos::AtLeastOnce,
+                    retained,
+                }
+            }));
+            if node.primary_host().is_none() {
+                self.birth();
+            } else {
+                info!(
+                    host = node.primary_host(),
+                    "Sparkplug: waiting for the primary host to be online"
+                );
+            }
+        } else {
+            let will = &self.ctx.will;
+            let birth = self.session.try_publish(
+                &will.topic,
+                Qos::AtLeastOnce,
+                true,
+                will.online.into(),
+                None,
+            );
+            if birth.is_ok() {
+                self.window.handed(Slot::Birth { qos: 1 });
+            }
         }
-        if self
-            .session
-            .try_subscribe(&self.ctx.downlinks.subscriptions())
-            .is_err()
-        {
+        if self.session.try_subscribe(&subscriptions).is_err() {
             warn!("cannot subscribe to the downlink topics on this connection");
         }
         let outcome = self.drain(cancel).await;
@@ -219,12 +252,25 @@ impl<'a> Drain<'a> {
                 return Outcome::Reset(why);
             }
             if stopping.is_some() && self.idle() {
-                self.session.try_disconnect();
+                self.disconnect();
                 return Outcome::Stopped;
             }
             tokio::select! {
                 ev = self.session.poll() => match ev {
-                    Ok(ev) => self.on_event(ev),
+                    Ok(ev) => {
+                        self.on_event(ev);
+                        // The events rumqttc already has, without a turn of `select!` each.
+                        for _ in 0..EVENT_BATCH {
+                            if self.reset.is_some() {
+                                break;
+                            }
+                            match ready(self.session.poll()).await {
+                                Some(Ok(ev)) => self.on_event(ev),
+                                Some(Err(error)) => return Outcome::Failed { error, connected: true },
+                                None => break,
+                            }
+                        }
+                    }
                     Err(error) => return Outcome::Failed { error, connected: true },
                 },
                 rows = poll_fetch(&mut self.fetching) => {
@@ -253,16 +299,81 @@ impl<'a> Drain<'a> {
                 () = sleep_opt(&mut stopping) => {
                     let left = self.window.in_flight() + self.buffer.len();
                     info!(unacknowledged = left, "shutdown: the rest of the backlog stays queued");
-                    self.session.try_disconnect();
+                    self.disconnect();
                     return Outcome::Stopped;
                 }
             }
         }
     }
 
+    /// A clean DISCONNECT; a Sparkplug edge node publishes its NDEATH first (a clean
+    /// disconnect does not publish the will).
+    fn disconnect(&mut self) {
+        if let Some(node) = &self.carry.node {
+            let death = node.death(now_ms());
+            let _ = self.session.try_publish(
+                &death.topic,
+                Qos::AtLeastOnce,
+                false,
+                death.payload,
+                None,
+            );
+        }
+        self.session.try_disconnect();
+    }
+
+    /// Sparkplug: queues NBIRTH and the DBIRTHs; rows queued until now become historical.
+    fn birth(&mut self) {
+        let Some(node) = self.carry.node.as_mut() else {
+            return;
+        };
+        self.control = node.births(now_ms()).into();
+        self.birth_mark = *self.ctx.queue.committed().borrow();
+        self.born = true;
+        info!(
+            births = self.control.len(),
+            historical_up_to = self.birth_mark,
+            "Sparkplug: births queued"
+        );
+    }
+
+    /// Sparkplug: what the node asks after an upstream message on its topics.
+    fn node_action(&mut self, incoming: &super::session::Incoming) {
+        let Some(node) = self.carry.node.as_mut() else {
+            return;
+        };
+        match node.inbound(&incoming.topic, &incoming.payload) {
+            Action::Rebirth => {
+                info!("Sparkplug: rebirth requested");
+                self.birth();
+            }
+            Action::Commands(msgs) => {
+                for msg in msgs {
+                    let topic = msg.topic.clone();
+                    match self.ctx.downlink_tx.try_send(msg) {
+                        Ok(()) => self.downlinked += 1,
+                        Err(_) => {
+                            error!(%topic, "downlink backlog full: Sparkplug command dropped")
+                        }
+                    }
+                }
+            }
+            Action::Host { online: true } if !self.born => {
+                info!("Sparkplug: the primary host is online");
+                self.birth();
+            }
+            Action::Host { online: false } if self.born => {
+                // Dropping the connection makes the broker publish the NDEATH (the will).
+                self.reset = Some("the Sparkplug primary host went offline".into());
+            }
+            Action::Host { .. } | Action::Nothing => {}
+        }
+    }
+
     /// Whether everything queued so far was sent, acknowledged and deleted.
     fn idle(&self) -> bool {
-        self.window.is_idle()
+        self.control.is_empty()
+            && self.window.is_idle()
             && self.window.outstanding() == 0
             && self.buffer.is_empty()
             && self.exhausted
@@ -299,6 +410,26 @@ impl<'a> Drain<'a> {
     /// Hands rows to rumqttc while the window (and the rate) allow.
     fn hand_over(&mut self) {
         while self.window.outstanding() < self.ctx.window && self.rate_wait.is_none() {
+            if let Some(p) = self.control.pop_front() {
+                let payload = p.payload.clone();
+                match self.session.try_publish(
+                    p.topic.as_str(),
+                    Qos::AtLeastOnce,
+                    false,
+                    payload,
+                    None,
+                ) {
+                    Ok(()) => self.window.handed(Slot::Birth { qos: 1 }),
+                    Err(_) => {
+                        self.control.push_front(p);
+                        break;
+                    }
+                }
+                continue;
+            }
+            if self.carry.node.is_some() && !self.born {
+                break;
+            }
             let Some(row) = self.buffer.pop_front() else {
                 break;
             };
@@ -314,30 +445,62 @@ impl<'a> Drain<'a> {
                     break;
                 }
             }
-            let r = &row.record;
-            let qos = Qos::from_level(r.qos).unwrap_or(Qos::AtLeastOnce);
+            let qos = Qos::from_level(row.record.qos).unwrap_or(Qos::AtLeastOnce);
+            if let Some(node) = self.carry.node.as_mut() {
+                let r = &row.record;
+                let historical = row.id <= self.birth_mark;
+                let Some(p) = node.translate(&r.topic, &r.payload, historical, now_ms()) else {
+                    // Not a metric of a born device: nothing to send for it.
+                    debug!(id = row.id, topic = %r.topic, "Sparkplug: nothing to send for this row");
+                    self.settled(row.id, false);
+                    continue;
+                };
+                match self
+                    .session
+                    .try_publish(p.topic, qos, false, p.payload, None)
+                {
+                    Ok(()) => {
+                        self.window.handed(Slot::Row {
+                            id: row.id,
+                            qos: qos.level(),
+                        });
+                        self.sent += 1;
+                        continue;
+                    }
+                    Err(_) => {
+                        // Cannot happen while the window bounds the requests; the node's seq
+                        // moved on, so start over with a fresh session and new births.
+                        self.buffer.push_front(row);
+                        self.reset = Some("the request channel was full".into());
+                        break;
+                    }
+                }
+            }
+            let Row { id, record, .. } = row;
             let (payload, property) = match &self.ctx.sequence {
-                Sequence::Off => (r.payload.clone(), None),
-                Sequence::Property(key) => (r.payload.clone(), Some((key.as_str(), row.id))),
+                Sequence::Off => (record.payload, None),
+                Sequence::Property(key) => (record.payload, Some((key.as_str(), id))),
                 Sequence::Json(key) => (
-                    stamp_json(&r.payload, key, row.id).unwrap_or_else(|| r.payload.clone()),
+                    stamp_json(&record.payload, key, id).unwrap_or(record.payload),
                     None,
                 ),
             };
+            // The topic moves into rumqttc (no copy per message).
             match self
                 .session
-                .try_publish(&r.topic, qos, r.retain, payload, property)
+                .try_publish(record.topic, qos, record.retain, payload, property)
             {
                 Ok(()) => {
                     self.window.handed(Slot::Row {
-                        id: row.id,
+                        id,
                         qos: qos.level(),
                     });
                     self.sent += 1;
                 }
                 Err(_) => {
-                    // Cannot happen while the window bounds the requests; try again later.
-                    self.buffer.push_front(row);
+                    // Cannot happen while the window bounds the requests. The row is still
+                    // queued: a fresh session fetches it again.
+                    self.reset = Some("the uplink request channel was full".into());
                     break;
                 }
             }
@@ -405,6 +568,26 @@ impl<'a> Drain<'a> {
                         "the broker refused message {id} ({})",
                         refused.reason
                     ));
+                }
+            }
+            LinkEvent::Message(incoming)
+                if self
+                    .carry
+                    .node
+                    .as_ref()
+                    .and_then(|n| n.handles(&incoming.topic))
+                    .is_some() =>
+            {
+                let retained_ok = self
+                    .carry
+                    .node
+                    .as_ref()
+                    .and_then(|n| n.handles(&incoming.topic))
+                    == Some(true);
+                if incoming.retain && !retained_ok {
+                    debug!(topic = %incoming.topic, "retained Sparkplug command skipped");
+                } else {
+                    self.node_action(&incoming);
                 }
             }
             LinkEvent::Message(incoming) => match self.ctx.downlinks.map(&incoming) {
@@ -516,6 +699,17 @@ impl<'a> Drain<'a> {
             (self.sent, self.delivered, self.refused, self.downlinked) = (0, 0, 0, 0);
         }
     }
+}
+
+/// `f`'s output if it is ready now, else `None` (`f` is dropped: only for cancel-safe
+/// futures, as rumqttc's `EventLoop::poll`, which `select!` drops the same way).
+async fn ready<F: Future>(f: F) -> Option<F::Output> {
+    let mut f = std::pin::pin!(f);
+    std::future::poll_fn(|cx| match f.as_mut().poll(cx) {
+        std::task::Poll::Ready(v) => std::task::Poll::Ready(Some(v)),
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+    })
+    .await
 }
 
 /// The fetch in progress; pending forever when there is none (for `select!`).

@@ -37,8 +37,12 @@ mod task;
 mod tls;
 
 use async_trait::async_trait;
+use tokio::sync::mpsc;
 
 use crate::broker::{Broker, BrokerError, Message};
+
+/// Messages the Sparkplug edge node's value cache may lag behind the local broker.
+const FOLLOW_BACKLOG: usize = 4096;
 
 pub use forward::{route, Forwarder};
 pub use sequence::stamp_json;
@@ -51,12 +55,22 @@ pub use tls::{client_config, TlsError};
 #[async_trait]
 pub trait Local: Send + Sync + 'static {
     async fn publish(&self, msg: Message) -> Result<(), BrokerError>;
+
+    /// The local messages matching `filter`, as they are published (for the Sparkplug edge
+    /// node's births); `None` where there is no local broker.
+    fn follow(&self, _filter: &str) -> Option<mpsc::Receiver<Message>> {
+        None
+    }
 }
 
 #[async_trait]
 impl Local for Broker {
     async fn publish(&self, msg: Message) -> Result<(), BrokerError> {
         Broker::publish(self, msg).await
+    }
+
+    fn follow(&self, filter: &str) -> Option<mpsc::Receiver<Message>> {
+        Some(self.subscribe(filter, FOLLOW_BACKLOG))
     }
 }
 

@@ -113,7 +113,37 @@ impl Options {
 
     /// A fresh client and event loop (not connected yet: the first poll connects).
     pub(crate) fn session(&self) -> Session {
-        match self {
+        Self::session_from(self)
+    }
+
+    /// [`Options::session`] with another will (QoS 1, not retained): the Sparkplug NDEATH,
+    /// whose `bdSeq` changes with every connection.
+    pub(crate) fn session_with_will(&self, topic: &str, payload: Bytes) -> Session {
+        let mut options = self.clone();
+        match &mut options {
+            Options::V4(o) => {
+                o.set_last_will(rumqttc::LastWill::new(
+                    topic,
+                    payload.to_vec(),
+                    QoS::AtLeastOnce,
+                    false,
+                ));
+            }
+            Options::V5(o) => {
+                o.set_last_will(p5::LastWill::new(
+                    topic,
+                    payload.to_vec(),
+                    QoS5::AtLeastOnce,
+                    false,
+                    None,
+                ));
+            }
+        }
+        Self::session_from(&options)
+    }
+
+    fn session_from(options: &Options) -> Session {
+        match options {
             Options::V4(o) => {
                 let cap = o.request_channel_capacity();
                 let (client, events) = rumqttc::AsyncClient::new((**o).clone(), cap);
@@ -219,9 +249,11 @@ pub(crate) struct Full;
 
 impl Session {
     /// Hands a publish to rumqttc; `sequence` is an MQTT 5 user property to add.
+    /// The topic is taken by value: rumqttc wants a `String`, and a drained row's can be
+    /// moved rather than copied.
     pub(crate) fn try_publish(
         &self,
-        topic: &str,
+        topic: impl Into<String>,
         qos: Qos,
         retain: bool,
         payload: Bytes,
@@ -229,7 +261,7 @@ impl Session {
     ) -> Result<(), Full> {
         match &self.client {
             Client::V4(c) => c
-                .try_publish(topic, qos4(qos), retain, payload)
+                .try_publish(topic.into(), qos4(qos), retain, payload)
                 .map_err(|_| Full),
             Client::V5(c) => {
                 let result = match sequence {
@@ -238,9 +270,15 @@ impl Session {
                             user_properties: vec![(key.to_owned(), seq.to_string())],
                             ..Default::default()
                         };
-                        c.try_publish_with_properties(topic, qos5(qos), retain, payload, props)
+                        c.try_publish_with_properties(
+                            topic.into(),
+                            qos5(qos),
+                            retain,
+                            payload,
+                            props,
+                        )
                     }
-                    None => c.try_publish(topic, qos5(qos), retain, payload),
+                    None => c.try_publish(topic.into(), qos5(qos), retain, payload),
                 };
                 result.map_err(|_| Full)
             }

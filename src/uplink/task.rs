@@ -22,6 +22,7 @@ use super::{tls, Local};
 use crate::backoff::Backoff;
 use crate::broker::Message;
 use crate::config::{Reconnect, Secret, Uplink};
+use crate::sparkplug::EdgeNode;
 use crate::topics::Topics;
 
 pub use super::drain::DRAIN_DEADLINE;
@@ -63,6 +64,10 @@ pub struct UplinkTask {
     will: Will,
     downlinks: Downlinks,
     beat: Option<crate::health::Beat>,
+    /// `uplink.sparkplug`, until [`UplinkTask::with_devices`] makes it an edge node.
+    sparkplug: Option<crate::config::sparkplug::Sparkplug>,
+    queue_path: PathBuf,
+    node: Option<EdgeNode>,
 }
 
 impl UplinkTask {
@@ -102,6 +107,9 @@ impl UplinkTask {
             will,
             downlinks: Downlinks::new(cfg.downlink.clone()),
             beat: None,
+            sparkplug: cfg.sparkplug.clone(),
+            queue_path: cfg.queue.path.clone(),
+            node: None,
         })
     }
 
@@ -110,6 +118,21 @@ impl UplinkTask {
     #[must_use]
     pub fn with_beat(mut self, beat: crate::health::Beat) -> Self {
         self.beat = Some(beat);
+        self
+    }
+
+    /// With `uplink.sparkplug`: the uplink is a Sparkplug B edge node whose devices are
+    /// `devices` (the bdSeq is kept beside the queue, in `{queue}.bdseq`).
+    #[must_use]
+    pub fn with_devices<'d>(
+        mut self,
+        devices: impl IntoIterator<Item = &'d crate::config::Device>,
+        topics: &Topics,
+    ) -> Self {
+        if let Some(cfg) = &self.sparkplug {
+            let file = self.queue_path.with_extension("bdseq");
+            self.node = Some(EdgeNode::new(cfg, devices, topics, file));
+        }
         self
     }
 
@@ -145,9 +168,21 @@ impl UplinkTask {
         };
         let mut backoff = Backoff::new(self.reconnect.initial, self.reconnect.max);
         let mut carry = Carry::default();
+        let follow = self.node.as_ref().and_then(|node| {
+            let rx = self.local.follow(&node.follow_filter())?;
+            Some(tokio::spawn(crate::sparkplug::follow(rx, node.latest())))
+        });
+        carry.node = self.node.take();
         let mut last_error: Option<String> = None;
         loop {
-            let drain = Drain::new(&ctx, &mut carry, self.options.session());
+            let session = match carry.node.as_mut() {
+                Some(node) => {
+                    let will = node.connecting(crate::sparkplug::now_ms());
+                    self.options.session_with_will(&will.topic, will.payload)
+                }
+                None => self.options.session(),
+            };
+            let drain = Drain::new(&ctx, &mut carry, session);
             let delay = match drain.run(&cancel).await {
                 Outcome::Stopped => break,
                 Outcome::Reset(why) => {
@@ -189,6 +224,9 @@ impl UplinkTask {
             b.retire();
         }
         self.status.stopped();
+        if let Some(f) = follow {
+            f.abort();
+        }
         drop(ctx);
         status_cancel.cancel();
         let _ = status_task.await;
