@@ -248,3 +248,51 @@ fn half_open_connections_are_closed_after_the_connect_timeout() {
     mqtt::publish(port, "lively/y", "2", 1);
     sub.wait_for(WAIT, |m| m.topic == "lively/y");
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS")
+}
+
+/// A subscriber that stops reading (a stalled HMI, a half-dead link) while 40 MB are published
+/// to it: the broker keeps at most `max_queued_messages` for it, drops the rest (logged and
+/// counted in `$SYS`), and its memory stays bounded; the publisher is never held up.
+#[test]
+fn a_stalled_subscriber_cannot_grow_memory_past_its_queue_bound() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml = r#"
+site: h
+broker:
+  listeners: [{bind: "127.0.0.1:0"}]
+  allow_anonymous: true
+  max_queued_messages: 100
+  sys_interval: 1s
+"#;
+    let agent = Ferrule::run(&Ferrule::write_config(dir.path(), yaml));
+    let port = agent.listener_addr().port();
+    // Subscribes at QoS 1, then never reads again.
+    let mut stalled = Raw::open(port);
+    stalled.send(&raw::connect("stalled", true, 0, false));
+    assert_eq!(stalled.read_packet(WAIT), Some(vec![0x20, 0, 0]));
+    stalled.send(&raw::packet(
+        0x82,
+        &[&[0, 1][..], &string(b"flood/#"), &[1]].concat(),
+    ));
+    assert_eq!(stalled.read_packet(WAIT), Some(vec![0x90, 0, 1, 1]));
+    let before = rss_kib(agent.pid());
+    let payload = format!("{}{{i}}", "x".repeat(1000));
+    mqtt::publish_many_with(port, "flood/a", 40_000, 1, &payload, &[]);
+    let after = rss_kib(agent.pid());
+    agent.wait_for_line("client queue full", WAIT);
+    let dropped = mqtt::sub(port, "$SYS/broker/publish/messages/dropped");
+    let m = dropped.wait_for(WAIT, |m| m.text().parse::<u64>().is_ok_and(|n| n > 0));
+    assert!(
+        after < before + 16 * 1024,
+        "RSS grew from {before} KiB to {after} KiB for a subscriber bounded at 100 messages; {} dropped",
+        m.text()
+    );
+}

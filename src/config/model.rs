@@ -189,7 +189,8 @@ pub struct BrokerConfig {
     /// Period of the `$SYS/broker/...` statistics; `None` when `sys_interval: off`.
     pub sys_interval: Option<Duration>,
     /// Send each packet at once (TCP_NODELAY) instead of letting the kernel coalesce small
-    /// packets (Nagle), like Mosquitto's `set_tcp_nodelay` (default off).
+    /// packets (Nagle); Mosquitto's `set_tcp_nodelay`. Default on (Mosquitto: off), see
+    /// `docs/benchmarks.md`.
     pub tcp_nodelay: bool,
     /// Longest keepalive a client may use, in seconds (Mosquitto's `max_keepalive`): an MQTT 5
     /// client asking for more (or for 0) is told this value (Server Keep Alive); an MQTT 3.1.1
@@ -226,7 +227,7 @@ impl BrokerConfig {
             max_queued_messages: DEFAULT_MAX_QUEUED_MESSAGES,
             max_inflight: DEFAULT_MAX_INFLIGHT,
             sys_interval: Some(DEFAULT_SYS_INTERVAL),
-            tcp_nodelay: false,
+            tcp_nodelay: true,
             max_keepalive: DEFAULT_MAX_KEEPALIVE,
             max_queued_bytes: None,
             max_topic_alias: DEFAULT_MAX_TOPIC_ALIAS,
