@@ -925,6 +925,38 @@ pub(super) fn split_share(filter: &str) -> (Option<&str>, &str) {
         .map_or((None, filter), |(group, plain)| (Some(group), plain))
 }
 
+/// Small limits, no files: for unit tests of the broker's parts.
+#[cfg(test)]
+pub(super) fn test_settings() -> Settings {
+    Settings {
+        max_packet_size: 1024,
+        max_inflight: 20,
+        max_keepalive: 60,
+        max_topic_alias: 10,
+        queue: QueueLimits {
+            max_messages: 10,
+            max_bytes: None,
+            queue_qos0: false,
+        },
+        persistent_client_expiration: None,
+        connection_messages: true,
+        max_connections: None,
+        tcp_nodelay: false,
+    }
+}
+
+/// An engine with [`test_settings`], no access files, no tap, no persistence.
+#[cfg(test)]
+pub(super) fn test_engine() -> Arc<Engine> {
+    Engine::new(
+        test_settings(),
+        Access::new(None, None),
+        Arc::new(crate::broker::NoTap),
+        None,
+        Arc::new(BrokerStats::new()),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -936,33 +968,9 @@ mod tests {
         assert_eq!(split_share("$SYS/x"), (None, "$SYS/x"));
     }
 
-    fn settings() -> Settings {
-        Settings {
-            max_packet_size: 1024,
-            max_inflight: 20,
-            max_keepalive: 60,
-            max_topic_alias: 10,
-            queue: QueueLimits {
-                max_messages: 10,
-                max_bytes: None,
-                queue_qos0: false,
-            },
-            persistent_client_expiration: None,
-            connection_messages: true,
-            max_connections: None,
-            tcp_nodelay: false,
-        }
-    }
-
     #[tokio::test]
     async fn dropped_in_process_subscribers_are_pruned_and_the_rest_still_receive() {
-        let engine = Engine::new(
-            settings(),
-            Access::new(None, None),
-            Arc::new(crate::broker::NoTap),
-            None,
-            Arc::new(BrokerStats::new()),
-        );
+        let engine = test_engine();
         let mut kept = engine.subscribe_local("a/#", 4);
         // A command router resubscribing on every reload, 1,000 times.
         for _ in 0..1000 {
@@ -983,21 +991,7 @@ mod tests {
 
     #[test]
     fn session_lifetimes_follow_expiry_and_the_persistent_cap() {
-        let mut s = Settings {
-            max_packet_size: 1024,
-            max_inflight: 20,
-            max_keepalive: 60,
-            max_topic_alias: 10,
-            queue: QueueLimits {
-                max_messages: 10,
-                max_bytes: None,
-                queue_qos0: false,
-            },
-            persistent_client_expiration: None,
-            connection_messages: true,
-            max_connections: None,
-            tcp_nodelay: false,
-        };
+        let mut s = test_settings();
         assert_eq!(lifetime(0, &s), Some(Duration::ZERO));
         assert_eq!(lifetime(u32::MAX, &s), None);
         assert_eq!(lifetime(30, &s), Some(Duration::from_secs(30)));

@@ -286,37 +286,12 @@ impl Accept {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::access::Access;
-    use crate::broker::engine::Settings;
-    use crate::broker::session::QueueLimits;
 
     /// What every idle client costs in its task: the future of a plain connection (TLS and
     /// WebSocket are boxed, the handshake and the goodbye too). Mosquitto needs under 2 KiB
     /// per idle client in all; this keeps the task well below that.
     #[tokio::test]
     async fn a_plain_connection_task_stays_small() {
-        let settings = Settings {
-            max_packet_size: 1024,
-            max_inflight: 20,
-            max_keepalive: 60,
-            max_topic_alias: 10,
-            queue: QueueLimits {
-                max_messages: 10,
-                max_bytes: None,
-                queue_qos0: false,
-            },
-            persistent_client_expiration: None,
-            connection_messages: true,
-            max_connections: None,
-            tcp_nodelay: false,
-        };
-        let engine = Engine::new(
-            settings,
-            Access::new(None, None),
-            Arc::new(crate::broker::NoTap),
-            None,
-            Arc::new(BrokerStats::new()),
-        );
         let accept = Arc::new(Accept {
             ws: false,
             tls: None,
@@ -324,7 +299,7 @@ mod tests {
                 name: "mqtt://test".to_owned(),
                 anonymous: AtomicBool::new(true),
             }),
-            engine,
+            engine: crate::broker::engine::test_engine(),
             connections: CancellationToken::new(),
             tracker: TaskTracker::new(),
             failures: Arc::new(RateLimit::new(1, Duration::from_secs(1))),
