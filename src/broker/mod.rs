@@ -1,7 +1,8 @@
 //! The embedded MQTT broker (3.1, 3.1.1 and 5): an engine of ferrule's own.
 //!
 //! The rest of ferrule uses [`Broker`], [`Message`], [`Tap`] and [`ClientInfo`] (and
-//! [`passwd`] for `ferrule passwd`, [`acl`], [`passwd`] and [`check`] for `ferrule check`).
+//! [`passwd`] for `ferrule passwd`, [`acl`], [`passwd`] and [`check`] for `ferrule check`, [`tls`]
+//! for the status page, which shows the broker's certificate).
 //!
 //! Layout, one concept per file:
 //! - `server`   the [`Broker`]: start (files, persistence, listeners), publish, subscribe,
@@ -48,7 +49,7 @@ mod stats;
 mod sys;
 mod thread;
 mod timers;
-mod tls;
+pub mod tls;
 mod ws;
 
 pub use engine::ClientInfo;

@@ -87,6 +87,30 @@ fn key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
         })
 }
 
+/// A server configuration with the certificate of `tls` and no client certificates, for
+/// another service on the gateway that shows the broker's certificate (the status page),
+/// offering `alpn` (e.g. `http/1.1`).
+pub fn server_config_without_clients(
+    tls: &ListenerTls,
+    alpn: &[u8],
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let rustls_err = |source| TlsError::Rustls {
+        cert: tls.cert.clone(),
+        source,
+    };
+    let chain = certs("TLS certificate file", &tls.cert)?;
+    let key = key(&tls.key)?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(rustls_err)?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(rustls_err)?;
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// The rustls server configuration of a listener.
 pub fn server_config(tls: &ListenerTls) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
