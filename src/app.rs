@@ -1,33 +1,41 @@
-//! Wiring: builds every component from a [`Config`], runs them under cancellation tokens,
-//! reloads the config as a diff, and drains them in a fixed order on shutdown.
+//! Wiring: builds every component from a [`Config`], runs them in one task tree
+//! (`app::tree`: one root token, one tracker) under supervisors (`app::supervise`), reloads
+//! the config as a diff, and drains them in a fixed order on shutdown.
 //!
 //! Start order: metrics listener and queue → broker (listeners bound: a taken port fails
 //! here, before anything else runs) → uplink → device lines → command router → READY=1.
-//! Drain order (each stage bounded by a deadline): device lines (they publish `offline`) →
-//! command router → agent `offline` → uplink (tries to flush the backlog for a few seconds;
-//! what is left stays queued) → queue (flushed and closed) → broker.
+//! Drain order, under one overall deadline ([`SHUTDOWN_DEADLINE`], logged when exceeded):
+//! status page → device lines (they publish `offline`) → command router → agent `offline` →
+//! uplink (tries to flush the backlog for a few seconds; what is left stays queued) → queue
+//! (flushed and closed) → broker → metrics and watchdog → whatever is left in the tree.
+//!
+//! Supervision: each device line, the uplink and the command router restart when they panic
+//! or fail (a line's devices are `offline` meanwhile; `/health` and `STATUS=` name the part).
 //!
 //! Reload (file change or SIGHUP, see `app/reload.rs`): the new config is loaded and checked
-//! first; an invalid one changes nothing. A valid one is applied as a diff
-//! (`config::diff`): only the lines whose devices changed restart; the broker, the uplink
-//! and the metrics endpoint restart only when their own section changed; the queue stays
-//! open throughout.
+//! first; an invalid one changes nothing. A valid one is prepared (everything that can fail:
+//! the new uplink, queue, metrics listener, broker section) before anything is stopped, then
+//! swapped in as a diff (`config::diff`): only the lines whose devices changed restart; the
+//! uplink and the metrics endpoint restart only when their own section changed; the broker
+//! is changed in place; the queue stays open throughout.
 
 mod lines;
 mod reload;
 mod router;
 mod status;
+mod supervise;
 mod switch;
+mod tree;
 mod watch;
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use tokio::time::Instant;
 use tracing::{info, warn, Instrument};
 
 use crate::broker::{Broker, Message, NoTap, Tap};
@@ -39,7 +47,14 @@ use crate::topics::Topics;
 use crate::uplink::{Forwarder, Local, UplinkTask};
 use lines::{FieldCtx, Lines};
 use router::Router;
+use supervise::{supervise, Part, POLICY};
 use switch::TapSwitch;
+use tree::{Task, Tree};
+
+/// The whole drain on shutdown, every stage included (systemd's `TimeoutStopSec` is 20 s).
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(15);
+/// What a stage still gets once the deadline has passed (the queue must still close).
+const PAST_DEADLINE_GRACE: Duration = Duration::from_secs(1);
 
 /// Runs the agent until `shutdown` resolves, then drains. Errors are start-up failures
 /// (listener in use, queue unreadable, TLS material missing); everything after start-up is
@@ -70,16 +85,18 @@ pub async fn run_with(
     // Poll the shutdown signal once before starting: its handlers are installed now, so a
     // SIGTERM during start-up (or right after `ferrule running`) drains instead of killing.
     let early = std::future::poll_fn(|cx| Poll::Ready(shutdown.as_mut().poll(cx).is_ready())).await;
-    let mut agent = Agent::start(config, health.clone()).await?;
+    let tree = Tree::new();
+    let mut agent = Agent::start(config, health.clone(), tree.clone()).await?;
     let mut triggers = path
         .as_deref()
-        .map(|p| watch::Triggers::start(p, agent.config.profiles_dir.as_deref()));
+        .map(|p| watch::Triggers::start(p, agent.config.profiles_dir.as_deref(), &tree));
     health.ready();
     // Status and watchdog pings only after READY=1 (systemd ignores pings before it).
-    let cancel = CancellationToken::new();
-    agent.watchdog = health
-        .spawn_watchdog(cancel.clone())
-        .map(|handle| Task { handle, cancel });
+    let cancel = tree.child();
+    agent.watchdog = health.watchdog(cancel.clone()).map(|run| Task {
+        handle: tree.spawn(run),
+        cancel,
+    });
     if !early {
         loop {
             let trigger = tokio::select! {
@@ -107,19 +124,6 @@ async fn next_trigger(triggers: &mut Option<watch::Triggers>) -> watch::Trigger 
     }
 }
 
-/// A task with its own stop token.
-struct Task {
-    handle: JoinHandle<()>,
-    cancel: CancellationToken,
-}
-
-impl Task {
-    async fn stop(self) {
-        self.cancel.cancel();
-        let _ = self.handle.await;
-    }
-}
-
 /// The running agent.
 pub(crate) struct Agent {
     /// The config in force, without its devices (they are in `devices`).
@@ -141,10 +145,12 @@ pub(crate) struct Agent {
     /// The live status page (`status` section), if on.
     status: Option<status::StatusPage>,
     watchdog: Option<Task>,
+    /// The task tree every task of the agent runs in.
+    tree: Tree,
 }
 
 impl Agent {
-    async fn start(mut config: Config, health: Health) -> anyhow::Result<Agent> {
+    async fn start(mut config: Config, health: Health, tree: Tree) -> anyhow::Result<Agent> {
         let topics = Topics::new(&config.site);
         let metrics_listener = match &config.metrics {
             Some(m) => Some(crate::health::http::bind(m.bind).await?),
@@ -190,6 +196,7 @@ impl Agent {
             metrics_server: None,
             status: None,
             watchdog: None,
+            tree,
         };
         agent.status = status::StatusPage::start(
             &agent.config,
@@ -198,7 +205,9 @@ impl Agent {
             &agent.devices,
             &agent.health.metrics,
         );
-        agent.start_uplink()?;
+        if let Some(task) = agent.prepare_uplink(&agent.config, &agent.topics, &agent.devices)? {
+            agent.run_uplink(task);
+        }
         agent.start_lines(diff::lines(&agent.devices).into_iter());
         // A broker-only gateway (no devices) has no command topics: `.../set` messages of LAN
         // clients are left alone (dropping the subscription ends it).
@@ -213,6 +222,8 @@ impl Agent {
                 &agent.topics,
                 agent.lines.targets(&agent.devices),
                 agent.config.commands,
+                &agent.tree,
+                agent.health.metrics.parts(),
             ))
         };
         agent.metrics_server = metrics_listener.map(|l| agent.serve_metrics(l));
@@ -230,32 +241,72 @@ impl Agent {
     }
 
     fn serve_metrics(&self, listener: tokio::net::TcpListener) -> Task {
-        let cancel = CancellationToken::new();
-        let handle = tokio::spawn(crate::health::http::serve(
-            listener,
-            self.health.metrics.clone(),
-            cancel.clone(),
-        ));
-        Task { handle, cancel }
+        let metrics = self.health.metrics.clone();
+        self.tree
+            .task(|cancel| crate::health::http::serve(listener, metrics, cancel))
     }
 
-    /// Starts the uplink of the config in force (if any), on the open queue.
-    fn start_uplink(&mut self) -> anyhow::Result<()> {
-        let (Some(u), Some(q)) = (&self.config.uplink, &self.queue) else {
-            self.health.metrics.set_uplink(None);
-            return Ok(());
+    /// Builds the uplink of `config` (if it has one) over the open queue, without starting
+    /// it: what can fail (password file, TLS material) fails here, before anything stops.
+    fn prepare_uplink(
+        &self,
+        config: &Config,
+        topics: &Topics,
+        devices: &[Arc<Device>],
+    ) -> anyhow::Result<Option<UplinkTask>> {
+        let (Some(u), Some(q)) = (&config.uplink, &self.queue) else {
+            return Ok(None);
         };
-        let local: Arc<dyn Local> = self.broker.clone();
-        let task = UplinkTask::new(u, &self.topics, q.clone(), local)
-            .context("cannot set up the uplink")?
-            .with_devices(self.devices.iter().map(|d| &**d), &self.topics)
-            .with_beat(self.health.progress.register("uplink"));
-        self.health.metrics.set_uplink(Some(task.status()));
+        build_uplink(u, topics, q, &self.broker, devices, &self.health).map(Some)
+    }
+
+    /// Runs `task` (from [`Agent::prepare_uplink`], on the config in force) under its
+    /// supervisor, which builds it again for each restart.
+    fn run_uplink(&mut self, task: UplinkTask) {
+        let (Some(u), Some(q)) = (self.config.uplink.clone(), self.queue.clone()) else {
+            return;
+        };
         let span = tracing::info_span!("uplink", url = %u.url);
-        let cancel = CancellationToken::new();
-        let handle = tokio::spawn(task.run(cancel.clone()).instrument(span));
-        self.uplink = Some(Task { handle, cancel });
-        Ok(())
+        let part = Part {
+            name: "uplink".into(),
+            parts: self.health.metrics.parts().clone(),
+            tree: self.tree.clone(),
+            policy: POLICY,
+            forget: true,
+        };
+        let (topics, broker, devices, health) = (
+            self.topics.clone(),
+            self.broker.clone(),
+            self.devices.clone(),
+            self.health.clone(),
+        );
+        let mut first = Some(task);
+        self.uplink = Some(self.tree.task(move |cancel| {
+            supervise(
+                part,
+                cancel,
+                move |cancel| {
+                    let task = match first.take() {
+                        Some(task) => Ok(task),
+                        None => build_uplink(&u, &topics, &q, &broker, &devices, &health),
+                    };
+                    if let Ok(t) = &task {
+                        health.metrics.set_uplink(Some(t.status()));
+                    }
+                    async move {
+                        let task = task.map_err(|e| format!("{e:#}"))?;
+                        task.run(cancel.clone()).await;
+                        if cancel.is_cancelled() {
+                            Ok(())
+                        } else {
+                            Err("the uplink task ended without being asked to".to_owned())
+                        }
+                    }
+                },
+                |_| async {},
+            )
+            .instrument(span)
+        }));
     }
 
     fn start_lines(&mut self, lines: impl Iterator<Item = (String, Vec<Arc<Device>>)>) {
@@ -264,45 +315,99 @@ impl Agent {
             topics: &self.topics,
             broker: &self.broker,
             health: &self.health,
+            tree: &self.tree,
         };
         for (key, devices) in lines {
             self.lines.start(key, devices, &ctx);
         }
     }
 
+    /// Drains in the order of the module docs, under [`SHUTDOWN_DEADLINE`].
     async fn stop(mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + SHUTDOWN_DEADLINE;
+        let mut drain = Drain {
+            deadline,
+            exceeded: false,
+        };
         if let Some(page) = self.status.take() {
-            page.stop().await;
+            drain.stage("status page", page.stop()).await;
         }
-        self.lines.stop_all().await;
+        drain.stage("device lines", self.lines.stop_all()).await;
         if let Some(router) = self.router.take() {
-            router.stop().await;
+            drain.stage("command router", router.stop()).await;
         }
-        if let Err(e) = self
-            .broker
-            .publish(agent_state(&self.topics, "offline"))
-            .await
-        {
+        let offline = self.broker.publish(agent_state(&self.topics, "offline"));
+        if let Some(Err(e)) = drain.stage("agent state", offline).await {
             warn!(error = %e, "cannot publish the agent state");
         }
         if let Some(uplink) = self.uplink.take() {
-            uplink.stop().await;
+            drain.stage("uplink", uplink.stop()).await;
         }
+        let mut closed = Ok(());
         if let Some(q) = self.queue.take() {
-            q.close()
-                .await
-                .context("cannot close the uplink queue cleanly")?;
+            if let Some(Err(e)) = drain.stage("queue", q.close()).await {
+                closed = Err(e).context("cannot close the uplink queue cleanly");
+            }
         }
-        self.broker.shutdown().await;
+        drain.stage("broker", self.broker.shutdown()).await;
         for task in [self.metrics_server.take(), self.watchdog.take()]
             .into_iter()
             .flatten()
         {
-            task.stop().await;
+            drain.stage("metrics and watchdog", task.stop()).await;
+        }
+        let left = deadline.max(Instant::now() + PAST_DEADLINE_GRACE);
+        if !self.tree.close(left).await {
+            drain.exceeded = true;
+        }
+        if drain.exceeded {
+            warn!(deadline = ?SHUTDOWN_DEADLINE, "the drain took longer than its deadline");
         }
         info!("stopped");
-        Ok(())
+        closed
     }
+}
+
+/// The shutdown drain's clock.
+struct Drain {
+    deadline: Instant,
+    exceeded: bool,
+}
+
+impl Drain {
+    /// Runs one stage until the deadline (or, once it has passed, for a short grace); `None`
+    /// when the stage did not finish, which is logged.
+    async fn stage<T>(&mut self, name: &str, stage: impl Future<Output = T>) -> Option<T> {
+        let until = self.deadline.max(Instant::now() + PAST_DEADLINE_GRACE);
+        match tokio::time::timeout_at(until, stage).await {
+            Ok(out) => Some(out),
+            Err(_) => {
+                self.exceeded = true;
+                warn!(
+                    stage = name,
+                    deadline = ?SHUTDOWN_DEADLINE,
+                    "shutdown deadline exceeded; going on with the next stage"
+                );
+                None
+            }
+        }
+    }
+}
+
+/// The uplink task for `u` over `queue`, publishing into `broker`.
+fn build_uplink(
+    u: &Uplink,
+    topics: &Topics,
+    queue: &Queue,
+    broker: &Arc<Broker>,
+    devices: &[Arc<Device>],
+    health: &Health,
+) -> anyhow::Result<UplinkTask> {
+    let local: Arc<dyn Local> = broker.clone();
+    Ok(UplinkTask::new(u, topics, queue.clone(), local)
+        .context("cannot set up the uplink")?
+        .with_devices(devices.iter().map(|d| &**d), topics)
+        .with_beat(health.progress.register("uplink").supervised()))
 }
 
 fn agent_state(topics: &Topics, state: &str) -> Message {

@@ -348,11 +348,21 @@ fn a_broker_section_change_keeps_clients_connected_and_a_bad_one_changes_nothing
             &format!("  listeners: [{{bind: \"127.0.0.1:{taken_port}\"}}]"),
         ),
     );
-    wait_reloaded(&agent, from);
+    // Refused as a whole (prepare, then swap): reported failed, nothing else applied.
     agent.wait_for_line_after(
         from,
         |l: &str| l.contains("the old one stays in force"),
         WAIT,
+    );
+    let report = sub.wait_for(WAIT, |m| {
+        m.topic == "rl/$agent/config" && m.json()["ok"] == false
+    });
+    assert!(
+        report.json()["errors"]
+            .to_string()
+            .contains("address already in use"),
+        "{:?}",
+        report.json()
     );
     let last = mqtt::sub(port, "rl/#");
     a.set(1, Table::Holding, 1, &[6]);
@@ -426,4 +436,82 @@ fn a_site_change_moves_every_topic_and_retires_the_old_agent_state() {
     old.wait_for(WAIT, |m| {
         m.topic == "rl/$agent/state" && m.payload == b"offline"
     });
+}
+
+/// Prepare, then swap: a reload whose new uplink cannot start (its CA file is not a
+/// certificate), or whose metrics listener cannot bind, changes nothing, not even the device
+/// change that came with it; it is reported failed with why, and counted. The old uplink
+/// stays connected and keeps forwarding. A valid reload afterwards applies.
+#[test]
+fn a_reload_that_cannot_start_a_part_leaves_the_whole_old_config_in_force() {
+    let cloud = common::Mosquitto::start();
+    let s = start(&uplink(&cloud.url(), "gw1"));
+    let port = s.agent.listener_addr().port();
+    let sub = mqtt::sub(port, "rl/#");
+    let upstream = mqtt::sub(cloud.port(), "rl/#");
+    common::wait::poll_until("the uplink connected", WAIT, || {
+        (metric(&s.agent, "ferrule_uplink_connected")? == 1.0).then_some(())
+    });
+    let connects = metric(&s.agent, "ferrule_uplink_connects_total");
+
+    // 1. A new uplink over TLS whose CA file is garbage, and device b gains a point.
+    let dir = s.path.parent().expect("dir");
+    std::fs::write(dir.join("bad-ca.pem"), "not a certificate\n").expect("write");
+    let tls_uplink = uplink(&cloud.url().replace("mqtt://", "mqtts://"), "gw2")
+        .replace("  client_id: gw2\n", "  client_id: gw2\n  ca: bad-ca.pem\n");
+    let from = s.agent.line_count();
+    save_in_place(&s.path, &yaml(&s.a, &s.b, B_TWO, &tls_uplink));
+    s.agent.wait_for_line_after(
+        from,
+        |l: &str| l.contains("the running config stays in force"),
+        WAIT,
+    );
+    let outcome = sub.wait_for(WAIT, |m| m.topic == "rl/$agent/config");
+    let j = outcome.json();
+    assert_eq!(j["ok"], false, "{j}");
+    assert!(j["errors"].to_string().contains("uplink"), "{j}");
+
+    // 2. The metrics endpoint moved to a port that is taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken_port = taken.local_addr().expect("addr").port();
+    let from = s.agent.line_count();
+    save_in_place(
+        &s.path,
+        &yaml(&s.a, &s.b, B_TWO, &uplink(&cloud.url(), "gw1")).replace(
+            "metrics: {bind: \"127.0.0.1:0\"}",
+            &format!("metrics: {{bind: \"127.0.0.1:{taken_port}\"}}"),
+        ),
+    );
+    s.agent.wait_for_line_after(
+        from,
+        |l: &str| l.contains("the running config stays in force"),
+        WAIT,
+    );
+    let refused = sub.wait_for(WAIT, |m| {
+        m.topic == "rl/$agent/config" && m.json()["errors"].to_string().contains("metrics")
+    });
+    assert_eq!(refused.json()["ok"], false);
+
+    // Nothing changed: b kept its line and has no new point, the old uplink still forwards
+    // on its first connection, and the old metrics endpoint answers, counting both failures.
+    s.a.set(1, Table::Holding, 1, &[79]);
+    upstream.wait_for(WAIT, |m| m.topic == "rl/a/x" && m.json()["value"] == 79);
+    assert_eq!(s.b.connections().accepted, 1);
+    assert!(!sub.messages().iter().any(|m| m.topic == "rl/b/z"));
+    assert_eq!(metric(&s.agent, "ferrule_uplink_connects_total"), connects);
+    assert_eq!(metric(&s.agent, "ferrule_reload_failures_total"), Some(2.0));
+    assert_eq!(metric(&s.agent, "ferrule_reloads_total"), Some(0.0));
+
+    // 3. The device change alone applies.
+    drop(taken);
+    let from = s.agent.line_count();
+    save_in_place(
+        &s.path,
+        &yaml(&s.a, &s.b, B_TWO, &uplink(&cloud.url(), "gw1")),
+    );
+    wait_reloaded(&s.agent, from);
+    let z = sub.wait_for(WAIT, |m| m.topic == "rl/b/z");
+    assert_eq!(z.json()["value"], 33);
+    upstream.wait_for(WAIT, |m| m.topic == "rl/b/z");
+    assert_eq!(metric(&s.agent, "ferrule_reloads_total"), Some(1.0));
 }

@@ -1,34 +1,50 @@
 //! The command path across reloads: one subscription to the command topics feeds a relay
-//! that hands each command to the current router ([`command::run`] with the current devices).
+//! that hands each command to the current router ([`command::run`] with the current devices),
+//! which runs under its supervisor (a router that panics is restarted on a new channel).
 //!
-//! Invariant: replacing the router loses no command: the relay switches to the new router's
-//! channel, and the old router, its channel closed, finishes the commands it holds first.
+//! Invariants: replacing the router loses no command: the relay switches to the new router's
+//! channel, and the old router, its channel closed, finishes the commands it holds first. A
+//! restarted router takes the relay over only if it has not been replaced meanwhile.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use super::supervise::{supervise, Part, POLICY};
+use super::tree::{Task, Tree};
 use crate::broker::{Broker, Message};
 use crate::command::{self, Target};
 use crate::config::CommandSettings;
+use crate::health::parts::Parts;
 use crate::topics::Topics;
 
 /// Commands waiting in the in-process subscription and in each router.
 const COMMAND_BACKLOG: usize = 1024;
 /// How long an old router gets to finish its commands.
 const ROUTER_DRAIN: Duration = Duration::from_secs(10);
+/// The router's name in `/health`, logs and metrics.
+const PART: &str = "commands";
 
-type Current = Arc<Mutex<mpsc::Sender<Message>>>;
+/// The channel the relay feeds, and the generation of the router that owns it.
+type Current = Arc<Mutex<(u64, mpsc::Sender<Message>)>>;
 
 pub struct Router {
     current: Current,
-    relay: JoinHandle<()>,
-    task: JoinHandle<()>,
-    cancel: CancellationToken,
+    generation: u64,
+    relay: Task,
+    task: Task,
+    tree: Tree,
+    parts: Parts,
+}
+
+/// What one generation of the router serves.
+struct Generation {
+    targets: Vec<Target>,
+    topics: Topics,
+    broker: Arc<Broker>,
+    settings: CommandSettings,
 }
 
 impl Router {
@@ -45,24 +61,36 @@ impl Router {
         topics: &Topics,
         targets: Vec<Target>,
         settings: CommandSettings,
+        tree: &Tree,
+        parts: &Parts,
     ) -> Self {
-        let (tx, rx) = mpsc::channel(COMMAND_BACKLOG);
-        let cancel = CancellationToken::new();
-        let task = tokio::spawn(command::run(
+        // Replaced by the first instance of generation 1 before any command can be relayed
+        // to it (the relay only ever clones the sender under the lock).
+        let (idle, _) = mpsc::channel(1);
+        let current: Current = Arc::new(Mutex::new((0, idle)));
+        let relay = tree.task(|cancel| {
+            let current = current.clone();
+            async move {
+                tokio::select! {
+                    () = cancel.cancelled() => {}
+                    () = relay(commands, current) => {}
+                }
+            }
+        });
+        let generation = Generation {
             targets,
-            topics.clone(),
-            broker.clone(),
-            rx,
+            topics: topics.clone(),
+            broker: broker.clone(),
             settings,
-            cancel.clone(),
-        ));
-        let current = Arc::new(Mutex::new(tx));
-        let relay = tokio::spawn(relay(commands, current.clone()));
+        };
+        let task = spawn_generation(1, generation, &current, tree, parts);
         Self {
             current,
+            generation: 1,
             relay,
             task,
-            cancel,
+            tree: tree.clone(),
+            parts: parts.clone(),
         }
     }
 
@@ -75,36 +103,100 @@ impl Router {
         targets: Vec<Target>,
         settings: CommandSettings,
     ) {
-        let (tx, rx) = mpsc::channel(COMMAND_BACKLOG);
-        let cancel = CancellationToken::new();
-        let task = tokio::spawn(command::run(
+        self.generation += 1;
+        let generation = Generation {
             targets,
-            topics.clone(),
-            broker.clone(),
-            rx,
+            topics: topics.clone(),
+            broker: broker.clone(),
             settings,
-            cancel.clone(),
-        ));
-        drop(std::mem::replace(
-            &mut *self.current.lock().unwrap_or_else(PoisonError::into_inner),
-            tx,
-        ));
-        let old_task = std::mem::replace(&mut self.task, task);
-        let old_cancel = std::mem::replace(&mut self.cancel, cancel);
-        if tokio::time::timeout(ROUTER_DRAIN, old_task).await.is_err() {
+        };
+        let task = spawn_generation(
+            self.generation,
+            generation,
+            &self.current,
+            &self.tree,
+            &self.parts,
+        );
+        let old = std::mem::replace(&mut self.task, task);
+        // The new generation took the relay over: the old one's channel is closed, so it
+        // ends once it has finished what it holds.
+        if tokio::time::timeout(ROUTER_DRAIN, old.handle)
+            .await
+            .is_err()
+        {
             warn!("the previous command router did not finish within {ROUTER_DRAIN:?}");
-            old_cancel.cancel();
+            old.cancel.cancel();
         }
     }
 
-    /// Stops routing (commands still queued are dropped: the agent is stopping or the
-    /// broker is being replaced).
+    /// Stops routing (commands still queued are dropped: the agent is stopping).
     pub async fn stop(self) {
-        self.cancel.cancel();
-        self.relay.abort();
-        let _ = self.relay.await;
-        let _ = self.task.await;
+        self.relay.stop().await;
+        self.task.stop().await;
+        self.parts.remove(PART);
     }
+}
+
+/// Starts generation `id` under a supervisor: each instance takes the relay over (unless a
+/// later generation has) on a new channel.
+fn spawn_generation(
+    id: u64,
+    generation: Generation,
+    current: &Current,
+    tree: &Tree,
+    parts: &Parts,
+) -> Task {
+    let part = Part {
+        name: PART.to_owned(),
+        parts: parts.clone(),
+        tree: tree.clone(),
+        policy: POLICY,
+        forget: false,
+    };
+    let current = current.clone();
+    let generation = Arc::new(generation);
+    tree.task(move |cancel| {
+        supervise(
+            part,
+            cancel,
+            move |cancel| {
+                let (tx, rx) = mpsc::channel(COMMAND_BACKLOG);
+                let taken = {
+                    let mut cur = current.lock().unwrap_or_else(PoisonError::into_inner);
+                    let take = cur.0 <= id;
+                    if take {
+                        *cur = (id, tx);
+                    }
+                    take
+                };
+                let g = generation.clone();
+                async move {
+                    if taken {
+                        let targets = g
+                            .targets
+                            .iter()
+                            .map(|t| Target {
+                                device: t.device.clone(),
+                                handle: t.handle.clone(),
+                            })
+                            .collect();
+                        command::run(
+                            targets,
+                            g.topics.clone(),
+                            g.broker.clone(),
+                            rx,
+                            g.settings,
+                            cancel,
+                        )
+                        .await;
+                    }
+                    // Its channel closed (replaced) or cancelled: done either way.
+                    Ok(())
+                }
+            },
+            |_| async {},
+        )
+    })
 }
 
 async fn relay(mut commands: mpsc::Receiver<Message>, current: Current) {
@@ -112,6 +204,7 @@ async fn relay(mut commands: mpsc::Receiver<Message>, current: Current) {
         let tx = current
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .1
             .clone();
         // A closed router (stopping) drops the command, as before reloads existed.
         let _ = tx.send(msg).await;

@@ -13,6 +13,8 @@ use notify::{EventKind, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use super::tree::Tree;
+
 /// Quiet time after the last file event before the reload starts.
 pub const DEBOUNCE: Duration = Duration::from_millis(300);
 
@@ -42,25 +44,25 @@ pub struct Triggers {
 impl Triggers {
     /// Watches `path`'s directory and listens for SIGHUP. A watch that cannot be set up is
     /// logged (SIGHUP still works).
-    pub fn start(path: &Path, profiles_dir: Option<&Path>) -> Self {
+    pub fn start(path: &Path, profiles_dir: Option<&Path>, tree: &Tree) -> Self {
         let (tx, rx) = mpsc::channel(4);
         // Registered here, before READY=1: a SIGHUP that comes at once must not find the
         // default action (terminate) in place.
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
             Ok(hup) => {
-                tokio::spawn(on_sighup(hup, tx.clone()));
+                spawn(tree, on_sighup(hup, tx.clone()));
             }
             Err(e) => warn!(error = %e, "cannot listen for SIGHUP"),
         }
         let mut watchers = Vec::new();
-        match watch_file(path, tx.clone()) {
+        match watch_file(path, tx.clone(), tree) {
             Ok(w) => watchers.push(w),
             Err(e) => {
                 warn!(path = %path.display(), error = %e, "cannot watch the config file; reload with SIGHUP");
             }
         }
         if let Some(dir) = profiles_dir {
-            match watch_profiles(dir, tx.clone()) {
+            match watch_profiles(dir, tx.clone(), tree) {
                 Ok(w) => watchers.push(w),
                 Err(e) => {
                     warn!(dir = %dir.display(), error = %e, "cannot watch the profiles directory; reload with SIGHUP");
@@ -85,6 +87,7 @@ impl Triggers {
 fn watch_file(
     path: &Path,
     triggers: mpsc::Sender<Trigger>,
+    tree: &Tree,
 ) -> notify::Result<notify::RecommendedWatcher> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -102,7 +105,7 @@ fn watch_file(
         })?;
     watcher.watch(&dir, RecursiveMode::NonRecursive)?;
     info!(dir = %dir.display(), "watching the config file for changes");
-    tokio::spawn(debounce(raw_rx, triggers));
+    spawn(tree, debounce(raw_rx, triggers));
     Ok(watcher)
 }
 
@@ -111,6 +114,7 @@ fn watch_file(
 fn watch_profiles(
     dir: &Path,
     triggers: mpsc::Sender<Trigger>,
+    tree: &Tree,
 ) -> notify::Result<notify::RecommendedWatcher> {
     let (raw_tx, raw_rx) = mpsc::unbounded_channel::<()>();
     let mut watcher =
@@ -123,8 +127,18 @@ fn watch_profiles(
         })?;
     watcher.watch(dir, RecursiveMode::NonRecursive)?;
     info!(dir = %dir.display(), "watching the profiles directory for changes");
-    tokio::spawn(debounce(raw_rx, triggers));
+    spawn(tree, debounce(raw_rx, triggers));
     Ok(watcher)
+}
+
+/// Spawns `task` in the agent's tree, ending with the tree.
+fn spawn(tree: &Tree, task: impl std::future::Future<Output = ()> + Send + 'static) {
+    drop(tree.task(|cancel| async move {
+        tokio::select! {
+            () = cancel.cancelled() => {}
+            () = task => {}
+        }
+    }));
 }
 
 fn concerns_profile(event: &notify::Event) -> bool {

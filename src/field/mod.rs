@@ -10,6 +10,9 @@
 //! - `busload`   bus time estimates for `check` (pure) - `probe`     `ferrule probe`
 //! - `slots`     connections per host address           - `simulator` a Modbus TCP slave
 //!
+//! [`prepare`] builds a [`LineRunner`] per line; `app` runs each under its supervisor, which
+//! restarts a line task that panics (the runner publishes its devices `offline` meanwhile).
+//!
 //! Devices share a line when they have the same `tcp` host:port or the same `bus`; every
 //! request to a line goes through its one task, in order.
 
@@ -29,54 +32,39 @@ mod slave;
 mod slots;
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 pub use handle::{DeviceHandle, WriteError, WriteReport};
 pub use slots::HostSlots;
 
 use crate::broker::Broker;
-use crate::config::{Device, ModbusSettings, Transport};
+use crate::config::{Device, Transport};
 use crate::health::Health;
 use crate::topics::Topics;
+use handle::Request;
 use poller::{Endpoint, Line};
 use slave::Slave;
 
 /// Requests (commands) waiting for one line.
 const REQUEST_QUEUE: usize = 64;
 
-/// Starts one task per line (distinct `tcp` host:port, or bus) on the current runtime, serving
-/// `devices` (the config's, in order); they run until `cancel`. Returns one handle per device,
-/// in the same order. Each device counts into `health`'s metrics; each line beats its
-/// progress there.
-pub fn spawn(
-    devices: &[Arc<Device>],
-    modbus: &ModbusSettings,
-    topics: &Topics,
-    broker: Arc<Broker>,
-    cancel: CancellationToken,
-    tracker: &TaskTracker,
-    health: &Health,
-) -> Vec<DeviceHandle> {
-    let slots = Arc::new(HostSlots::new(usize::from(modbus.max_connections_per_host)));
-    spawn_sharing(devices, &slots, topics, broker, cancel, tracker, health)
-}
-
-/// [`spawn`] with the connection slots given, so that lines started at different times (by
-/// a reload) share one cap per host address.
-pub fn spawn_sharing(
+/// Prepares one [`LineRunner`] per line (distinct `tcp` host:port, or bus) serving `devices`
+/// (the config's, in order), and one handle per device, in the same order. `slots` caps the
+/// connections per host address across every line (lines started at different times by a
+/// reload share it). Each device counts into `health`'s metrics.
+pub fn prepare(
     devices: &[Arc<Device>],
     slots: &Arc<HostSlots>,
     topics: &Topics,
-    broker: Arc<Broker>,
-    cancel: CancellationToken,
-    tracker: &TaskTracker,
+    broker: &Arc<Broker>,
     health: &Health,
-) -> Vec<DeviceHandle> {
+) -> (Vec<DeviceHandle>, Vec<LineRunner>) {
     // Lines in order of their first device; each lists its devices' indices.
     let mut lines: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     let mut first_of: HashMap<String, usize> = HashMap::new();
@@ -86,25 +74,21 @@ pub fn spawn_sharing(
         lines.entry(first).or_default().push(i);
     }
     let mut handles: Vec<Option<DeviceHandle>> = vec![None; devices.len()];
+    let mut runners = Vec::with_capacity(lines.len());
     for members in lines.values() {
         let transport = &devices[members[0]].transport;
         let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
-        let shared = members.len() > 1;
-        let label = line_key(transport);
-        let slaves: Vec<Slave> = members
+        let online: Vec<Arc<AtomicBool>> = members
             .iter()
-            .enumerate()
-            .map(|(k, &i)| {
-                let mut slave = Slave::new(devices[i].clone(), topics, shared, &label);
-                slave.metrics = health.metrics.device(&devices[i].name);
-                handles[i] = Some(DeviceHandle {
-                    tx: tx.clone(),
-                    slave: k,
-                    online: slave.online.clone(),
-                });
-                slave
-            })
+            .map(|_| Arc::new(AtomicBool::new(false)))
             .collect();
+        for (k, &i) in members.iter().enumerate() {
+            handles[i] = Some(DeviceHandle {
+                tx: tx.clone(),
+                slave: k,
+                online: online[k].clone(),
+            });
+        }
         let endpoint = match transport {
             Transport::Tcp(addr) => Endpoint::Tcp {
                 addr: addr.clone(),
@@ -112,20 +96,95 @@ pub fn spawn_sharing(
             },
             Transport::Rtu(bus) => Endpoint::Rtu(bus.clone()),
         };
-        let span = tracing::info_span!("line", name = %label);
-        let beat = health.progress.register(format!("line {label}"));
-        let line = Line::new(
-            label,
+        runners.push(LineRunner {
+            label: line_key(transport),
+            devices: members.iter().map(|&i| devices[i].clone()).collect(),
+            online,
             endpoint,
-            slaves,
-            rx,
-            broker.clone(),
-            cancel.clone(),
-            beat,
-        );
-        tracker.spawn(line.run().instrument(span));
+            rx: Arc::new(tokio::sync::Mutex::new(rx)),
+            topics: topics.clone(),
+            broker: broker.clone(),
+            health: health.clone(),
+        });
     }
-    handles.into_iter().flatten().collect()
+    (handles.into_iter().flatten().collect(), runners)
+}
+
+/// One line, ready to run, and to run again after its task failed (see `app::supervise`):
+/// each [`LineRunner::instance`] is a fresh task over the same request queue and the same
+/// `online` flags the device handles read.
+pub struct LineRunner {
+    label: String,
+    devices: Vec<Arc<Device>>,
+    online: Vec<Arc<AtomicBool>>,
+    endpoint: Endpoint,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Request>>>,
+    topics: Topics,
+    broker: Arc<Broker>,
+    health: Health,
+}
+
+impl LineRunner {
+    /// `tcp HOST:PORT` or `bus NAME`.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// A new task of the line, running until `cancel`.
+    pub fn instance(&self, cancel: CancellationToken) -> impl Future<Output = ()> + Send + 'static {
+        let slaves = self.slaves();
+        let span = tracing::info_span!("line", name = %self.label);
+        // A supervised beat: a task that panics is restarted by its supervisor, so its beat
+        // must not stop the systemd watchdog (a task that hangs still does).
+        let beat = self
+            .health
+            .progress
+            .register(format!("line {}", self.label))
+            .supervised();
+        let (label, endpoint, rx, broker) = (
+            self.label.clone(),
+            self.endpoint.clone(),
+            self.rx.clone(),
+            self.broker.clone(),
+        );
+        async move {
+            // Free at once unless an instance is still running, which never happens under
+            // the supervisor (one instance at a time).
+            let rx = rx.lock_owned().await;
+            Line::new(label, endpoint, slaves, rx, broker, cancel, beat)
+                .run()
+                .await;
+        }
+        .instrument(span)
+    }
+
+    /// The line's task failed: every device `offline` and every point bad, with `cause`, as
+    /// when the line itself is down; writes are refused meanwhile.
+    pub async fn down(&self, cause: &str) {
+        let mut batch = Vec::new();
+        let reason = format!("the line task failed ({cause}); restarting it");
+        for mut slave in self.slaves() {
+            slave.go_offline(&reason, &mut batch);
+        }
+        if let Err(e) = self.broker.publish_batch(batch).await {
+            tracing::warn!(line = %self.label, error = %e, "cannot publish the devices offline");
+        }
+    }
+
+    /// Fresh slaves for the line's devices, sharing the handles' `online` flags.
+    fn slaves(&self) -> Vec<Slave> {
+        let shared = self.devices.len() > 1;
+        self.devices
+            .iter()
+            .zip(&self.online)
+            .map(|(device, online)| {
+                let mut slave = Slave::new(device.clone(), &self.topics, shared, &self.label);
+                slave.online = online.clone();
+                slave.metrics = self.health.metrics.device(&device.name);
+                slave
+            })
+            .collect()
+    }
 }
 
 /// The line a transport belongs to: `tcp HOST:PORT` or `bus NAME` (the reload diff groups

@@ -24,7 +24,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, OwnedMutexGuard, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -55,6 +55,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
 const LOG_EVERY: u32 = 20;
 
 /// Where a line goes.
+#[derive(Clone)]
 pub(super) enum Endpoint {
     /// Modbus TCP; `slots` caps the connections to one host address.
     Tcp {
@@ -80,7 +81,9 @@ pub(super) struct Line {
     label: String,
     endpoint: Endpoint,
     slaves: Vec<Slave>,
-    rx: mpsc::Receiver<Request>,
+    /// The line's request queue, held for as long as this instance of the line's task runs
+    /// (a restarted task takes it over with the requests still queued).
+    rx: OwnedMutexGuard<mpsc::Receiver<Request>>,
     rx_open: bool,
     broker: Arc<Broker>,
     cancel: CancellationToken,
@@ -95,7 +98,7 @@ impl Line {
         label: String,
         endpoint: Endpoint,
         slaves: Vec<Slave>,
-        rx: mpsc::Receiver<Request>,
+        rx: OwnedMutexGuard<mpsc::Receiver<Request>>,
         broker: Arc<Broker>,
         cancel: CancellationToken,
         beat: Beat,

@@ -6,7 +6,9 @@
 //!
 //! Invariants: a task that ends cleanly calls [`Beat::retire`] and is no longer watched; a
 //! `Beat` dropped without retiring (the task panicked or was aborted) stays registered and
-//! stale, so the watchdog stops (systemd then restarts the agent).
+//! stale, so the watchdog stops (systemd then restarts the agent) — unless it is
+//! [`Beat::supervised`]: a supervisor restarts that task, so its dropped beat retires. A
+//! supervised task that hangs (never drops its beat) still stops the watchdog.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -73,6 +75,7 @@ impl Progress {
         Beat {
             state,
             progress: self.clone(),
+            supervised: false,
         }
     }
 
@@ -126,6 +129,16 @@ impl Default for Progress {
 pub struct Beat {
     state: Arc<State>,
     progress: Progress,
+    /// Retire when dropped (the task is restarted by a supervisor).
+    supervised: bool,
+}
+
+impl Drop for Beat {
+    fn drop(&mut self) {
+        if self.supervised {
+            self.retire();
+        }
+    }
 }
 
 impl Beat {
@@ -141,6 +154,14 @@ impl Beat {
     pub async fn due(&self) {
         let last = Duration::from_millis(self.state.last_ms.load(Ordering::Acquire));
         tokio::time::sleep_until(self.progress.inner.epoch + last + self.progress.period()).await;
+    }
+
+    /// The task runs under a supervisor that restarts it when it fails: dropping the beat (the
+    /// task panicked) retires it.
+    #[must_use]
+    pub fn supervised(mut self) -> Self {
+        self.supervised = true;
+        self
     }
 
     /// The task ended cleanly: stop watching it.
@@ -170,6 +191,12 @@ mod tests {
         drop(a);
         tokio::time::advance(Duration::from_secs(3)).await;
         assert_eq!(progress.stalled(Duration::from_secs(2)).len(), 1);
+        // A supervised beat dropped (its task panicked; the supervisor restarts it) retires.
+        let c = progress.register("line c").supervised();
+        drop(c);
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert_eq!(progress.stalled(Duration::from_secs(2)).len(), 1);
+        assert_eq!(progress.watched(), 1);
     }
 
     #[tokio::test(start_paused = true)]

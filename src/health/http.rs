@@ -1,5 +1,5 @@
 //! A small HTTP/1.1 server for `/metrics` (Prometheus text format) and `/health` (200 when
-//! ready, 503 otherwise). Hand-written on tokio: two read-only routes do not justify an HTTP
+//! ready and every supervised part runs; 503 otherwise, naming the parts that are down). Hand-written on tokio: two read-only routes do not justify an HTTP
 //! stack in the binary.
 //!
 //! Invariants: one request per connection (`Connection: close`); a request head larger than
@@ -142,9 +142,20 @@ async fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()>
             )
             .await
         }
-        Route::Health if metrics.is_ready() => {
-            respond(&mut stream, "200 OK", "text/plain", "ready\n", head_only).await
-        }
+        Route::Health if metrics.is_ready() => match metrics.parts().describe_down() {
+            None => respond(&mut stream, "200 OK", "text/plain", "ready\n", head_only).await,
+            // A part down (restarting after a failure): not healthy, and says which.
+            Some(down) => {
+                respond(
+                    &mut stream,
+                    "503 Service Unavailable",
+                    "text/plain",
+                    &format!("down: {down}\n"),
+                    head_only,
+                )
+                .await
+            }
+        },
         Route::Health => {
             respond(
                 &mut stream,
@@ -245,6 +256,18 @@ mod tests {
             ok.starts_with("HTTP/1.1 200 ") && ok.ends_with("\r\n\r\nready\n"),
             "{ok}"
         );
+        metrics.parts().running("line tcp 10.0.0.5:502");
+        metrics
+            .parts()
+            .failed("line tcp 10.0.0.5:502", "panicked: boom");
+        let down = get(addr, "/health").await?;
+        assert!(
+            down.starts_with("HTTP/1.1 503 ")
+                && down.ends_with("\r\n\r\ndown: line tcp 10.0.0.5:502 (panicked: boom)\n"),
+            "{down}"
+        );
+        metrics.parts().running("line tcp 10.0.0.5:502");
+        assert!(get(addr, "/health").await?.starts_with("HTTP/1.1 200 "));
         metrics.set_ready(false);
         assert!(get(addr, "/health").await?.starts_with("HTTP/1.1 503 "));
         let m = get(addr, "/metrics").await?;

@@ -152,6 +152,7 @@ pub struct Metrics {
     reloads_ok: Arc<AtomicU64>,
     reloads_failed: Arc<AtomicU64>,
     ready: Arc<AtomicBool>,
+    parts: super::parts::Parts,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -203,6 +204,11 @@ impl Metrics {
         self.ready.load(Ordering::Acquire)
     }
 
+    /// The supervised parts: running, down, restarts.
+    pub fn parts(&self) -> &super::parts::Parts {
+        &self.parts
+    }
+
     /// Devices online and configured.
     pub fn devices_online(&self) -> (usize, usize) {
         let devices = self.devices.lock().unwrap_or_else(PoisonError::into_inner);
@@ -244,6 +250,7 @@ impl Metrics {
             uplink: self.uplink(),
             reloads_ok: self.reloads_ok.load(Ordering::Relaxed),
             reloads_failed: self.reloads_failed.load(Ordering::Relaxed),
+            parts: self.parts.snapshot(),
             rss_bytes: resident_bytes(),
             now: SystemTime::now(),
         }
@@ -283,6 +290,8 @@ pub struct Snapshot {
     pub uplink: Option<LinkState>,
     pub reloads_ok: u64,
     pub reloads_failed: u64,
+    /// The supervised parts, by name.
+    pub parts: Vec<(String, super::parts::Part)>,
     pub rss_bytes: Option<u64>,
     pub now: SystemTime,
 }
@@ -372,6 +381,7 @@ pub fn render(s: &Snapshot) -> String {
             rss,
         );
     }
+    render_parts(&mut o, &s.parts);
     render_devices(&mut o, &s.devices);
     if let Some(b) = &s.broker {
         render_broker(&mut o, b);
@@ -383,6 +393,36 @@ pub fn render(s: &Snapshot) -> String {
         render_uplink(&mut o, u);
     }
     o.0
+}
+
+fn render_parts(o: &mut Out, parts: &[(String, super::parts::Part)]) {
+    if parts.is_empty() {
+        return;
+    }
+    o.head(
+        "ferrule_task_up",
+        "gauge",
+        "1 while a supervised part of the agent runs, 0 while it is down awaiting its restart.",
+    );
+    for (name, part) in parts {
+        o.line(
+            "ferrule_task_up",
+            &format!("task=\"{}\"", label(name)),
+            u8::from(part.down.is_none()),
+        );
+    }
+    o.head(
+        "ferrule_task_restarts_total",
+        "counter",
+        "Restarts of a supervised part after it panicked or failed.",
+    );
+    for (name, part) in parts {
+        o.line(
+            "ferrule_task_restarts_total",
+            &format!("task=\"{}\"", label(name)),
+            part.restarts,
+        );
+    }
 }
 
 fn render_devices(o: &mut Out, devices: &[DeviceSnapshot]) {
@@ -652,6 +692,15 @@ mod tests {
             uplink: None,
             reloads_ok: 2,
             reloads_failed: 1,
+            parts: {
+                let parts = crate::health::parts::Parts::default();
+                parts.running("line tcp 10.0.0.5:502");
+                parts.failed("line tcp 10.0.0.5:502", "panicked: boom");
+                parts.running("line tcp 10.0.0.5:502");
+                parts.running("uplink");
+                parts.failed("uplink", "ended");
+                parts.snapshot()
+            },
             rss_bytes: Some(1),
             now: SystemTime::now(),
         };
@@ -667,6 +716,10 @@ mod tests {
             "ferrule_reloads_total 2\n",
             "ferrule_reload_failures_total 1\n",
             "ferrule_ready 1\n",
+            "ferrule_task_up{task=\"line tcp 10.0.0.5:502\"} 1\n",
+            "ferrule_task_up{task=\"uplink\"} 0\n",
+            "ferrule_task_restarts_total{task=\"line tcp 10.0.0.5:502\"} 1\n",
+            "ferrule_task_restarts_total{task=\"uplink\"} 0\n",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }

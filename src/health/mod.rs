@@ -5,6 +5,7 @@
 //! - `beat`     progress heartbeats of the field lines and the uplink
 //! - `watchdog` `STATUS=` updates and `WATCHDOG=1` pings fed only by progress
 //! - `metrics`  counters and their Prometheus text rendering (pure)
+//! - `parts`    the supervised parts: running, down and why, restarts
 //! - `http`     the `/metrics` and `/health` endpoint
 //! - `request`  HTTP request heads and bodies, bounded (pure parsing)
 //! - `status_http` the live status page's server (`crate::status` holds its state);
@@ -17,6 +18,7 @@ pub mod http;
 pub mod metrics;
 pub mod notify;
 pub mod page_tls;
+pub mod parts;
 pub mod request;
 pub mod status_http;
 pub mod watchdog;
@@ -24,7 +26,6 @@ pub mod watchdog;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use beat::{Beat, Progress};
@@ -129,16 +130,20 @@ impl Health {
         self.notify("STOPPING=1\nSTATUS=stopping: draining");
     }
 
-    /// Starts the status and watchdog task (nothing without `$NOTIFY_SOCKET`).
-    pub fn spawn_watchdog(&self, cancel: CancellationToken) -> Option<JoinHandle<()>> {
+    /// The status and watchdog task, to be spawned by the caller (nothing without
+    /// `$NOTIFY_SOCKET`).
+    pub fn watchdog(
+        &self,
+        cancel: CancellationToken,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
         let notifier = self.notifier.clone()?;
-        Some(tokio::spawn(watchdog::run(
+        Some(watchdog::run(
             notifier,
             self.watchdog,
             self.progress.clone(),
             self.metrics.clone(),
             cancel,
-        )))
+        ))
     }
 }
 

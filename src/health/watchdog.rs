@@ -29,6 +29,7 @@ pub fn status_line(
     devices: (usize, usize),
     backlog: Option<u64>,
     uplink: Option<(bool, Option<&str>)>,
+    down: Option<&str>,
 ) -> String {
     let (online, total) = devices;
     let mut s = format!("devices {online}/{total} online");
@@ -40,6 +41,9 @@ pub fn status_line(
         Some((true, _)) => s.push_str(", uplink connected"),
         Some((false, None)) => s.push_str(", uplink connecting"),
         Some((false, Some(e))) => s.push_str(&format!(", uplink down: {e}")),
+    }
+    if let Some(down) = down {
+        s.push_str(&format!(", restarting: {down}"));
     }
     s
 }
@@ -70,6 +74,7 @@ pub async fn run(
             uplink
                 .as_ref()
                 .map(|u| (u.connected, u.last_error.as_deref())),
+            metrics.parts().describe_down().as_deref(),
         );
         if status != last_status {
             notifier.notify(&format!("STATUS={status}"));
@@ -110,16 +115,30 @@ mod tests {
     #[test]
     fn status_lines_say_devices_backlog_and_uplink() {
         assert_eq!(
-            status_line((3, 4), Some(12), Some((true, None))),
+            status_line((3, 4), Some(12), Some((true, None)), None),
             "devices 3/4 online, backlog 12, uplink connected"
         );
         assert_eq!(
-            status_line((0, 1), Some(0), Some((false, Some("connection refused")))),
+            status_line(
+                (0, 1),
+                Some(0),
+                Some((false, Some("connection refused"))),
+                None
+            ),
             "devices 0/1 online, backlog 0, uplink down: connection refused"
         );
         assert_eq!(
-            status_line((1, 1), None, None),
+            status_line((1, 1), None, None, None),
             "devices 1/1 online, uplink off"
+        );
+        assert_eq!(
+            status_line(
+                (0, 1),
+                None,
+                None,
+                Some("line tcp 10.0.0.5:502 (panicked: boom)")
+            ),
+            "devices 0/1 online, uplink off, restarting: line tcp 10.0.0.5:502 (panicked: boom)"
         );
     }
 
