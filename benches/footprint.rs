@@ -9,6 +9,7 @@
 //!
 //! ```sh
 //! cargo bench --bench footprint
+//! FERRULE_BIN=target/dist/ferrule cargo bench --bench footprint   # the shipped profile
 //! ```
 //!
 //! Prints a Markdown report (the tables of `docs/benchmarks.md`). The Modbus devices are
@@ -36,8 +37,11 @@ const DEVICES: usize = 10;
 const POINTS_PER_DEVICE: usize = 100;
 const STARTS: usize = 10;
 
+/// The binary measured: `FERRULE_BIN` (e.g. the shipped `dist` build), or this bench's.
 fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_ferrule"))
+    std::env::var_os("FERRULE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ferrule")))
 }
 
 fn mosquitto_bin() -> PathBuf {
@@ -75,6 +79,19 @@ fn memory(pid: u32) -> BenchResult<(u64, u64)> {
         Ok(kb * 1024)
     };
     Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// `RssAnon` and `RssFile` of `pid` (heap and stacks; the binary's pages), in bytes.
+fn rss_breakdown(pid: u32) -> BenchResult<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> BenchResult<u64> {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .ok_or(format!("no {name} in /proc/{pid}/status"))?;
+        Ok(line[name.len()..].trim().trim_end_matches("kB").trim().parse::<u64>()? * 1024)
+    };
+    Ok((field("RssAnon:")?, field("RssFile:")?))
 }
 
 fn mib(bytes: u64) -> String {
@@ -309,6 +326,7 @@ fn main() -> BenchResult<()> {
     let _subs = subscribers(broker_port, "fp/#", CLIENTS)?;
     std::thread::sleep(SETTLE);
     let loaded = memory(agent.0.id())?;
+    let breakdown = rss_breakdown(agent.0.id())?;
     stop(agent)?;
 
     // Mosquitto with the same 50 subscribers (and nothing else).
@@ -323,7 +341,7 @@ fn main() -> BenchResult<()> {
     println!("## Footprint\n");
     println!("| | ferrule | Mosquitto | goal |\n|---|---|---|---|");
     println!(
-        "| binary (x86_64 release, stripped) | {} | — | ≤ 8 MB (aarch64) |",
+        "| binary (x86_64, stripped) | {} | — | ≤ 8 MB (aarch64) |",
         mib(size)
     );
     println!(
@@ -348,6 +366,11 @@ fn main() -> BenchResult<()> {
         mib(loaded.1),
         mib(mosq_loaded.0),
         mib(mosq_loaded.1)
+    );
+    println!(
+        "| of which anonymous (heap, stacks) / file-backed (the binary's pages) | {} / {} | | |",
+        mib(breakdown.0),
+        mib(breakdown.1)
     );
     println!(
         "| start → READY=1 with that load | {:.0} ms | | |",

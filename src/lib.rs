@@ -14,6 +14,7 @@
 //! - [`status`]  the live status page: its state, its document, logins and writes
 //! - [`errors`]  error chains for logs
 //! - [`backoff`] capped exponential backoff with jitter for every reconnect
+//! - [`memory`]  the allocator policy: two malloc arenas, freed memory trimmed every 10 s
 //! - [`app`]     wiring, cancellation, drain order
 //! - [`migrate`] a Mosquitto configuration → the equivalent ferrule config
 //! - [`cli`]     the subcommands: run, check, simulate, probe, demo, passwd
@@ -27,6 +28,7 @@ pub mod config;
 pub mod errors;
 pub mod field;
 pub mod health;
+pub mod memory;
 pub mod migrate;
 pub mod payload;
 pub mod sparkplug;

@@ -9,6 +9,7 @@ use tracing_subscriber::EnvFilter;
 const DEFAULT_LOG: &str = "info,tokio_modbus=warn,rumqttc=warn";
 
 fn main() -> ExitCode {
+    ferrule::memory::limit_arenas();
     let cli = ferrule::cli::Cli::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG));
     tracing_subscriber::fmt()

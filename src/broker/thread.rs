@@ -12,10 +12,9 @@
 //!
 //! The thread also gives freed memory back: glibc keeps what a burst freed (2,000 clients
 //! that left, a queue drained) in its heap for reuse, so RSS only grows; every [`TRIM_EVERY`]
-//! the thread calls `malloc_trim(0)`, which returns free pages of every arena to the system
-//! (a walk of the free lists: well under a millisecond for a gateway's heap). Chosen over a
-//! different allocator (a new dependency, a C build on ARM) and over `M_TRIM_THRESHOLD`
-//! (glibc trims only the top of the main arena by itself, not the worker threads' arenas).
+//! the thread calls [`crate::memory::trim`], which returns free pages of every arena to the
+//! system (a walk of the free lists: well under a millisecond for a gateway's heap); see
+//! `memory.rs` for the allocator policy.
 //!
 //! Invariants:
 //! - the runtime lives until [`BrokerThread::stop`] (or drop): tasks spawned on it are never
@@ -32,18 +31,6 @@ use tokio_util::sync::CancellationToken;
 
 /// How often freed memory is given back to the system.
 pub const TRIM_EVERY: Duration = Duration::from_secs(10);
-
-/// Returns the free pages of every malloc arena to the system (glibc; elsewhere nothing).
-/// The crate's only `unsafe` (the lint is `deny`, not `forbid`, for this one call).
-#[allow(unsafe_code)]
-fn trim() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim takes no pointers and only rearranges the allocator's free lists,
-    // under the allocator's own locks; any thread may call it at any time.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
 
 /// The thread and the handle to spawn on it.
 #[derive(Debug)]
@@ -72,7 +59,7 @@ impl BrokerThread {
                     loop {
                         tokio::select! {
                             () = until.cancelled() => break,
-                            _ = every.tick() => trim(),
+                            _ = every.tick() => crate::memory::trim(),
                         }
                     }
                 });

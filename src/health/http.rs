@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::metrics::{render, Metrics};
@@ -24,6 +25,8 @@ pub const MAX_HEAD: usize = 8 * 1024;
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 16;
+/// Wait after a failed accept.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 /// The metrics listener could not be bound.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +50,8 @@ pub async fn serve(listener: TcpListener, metrics: Metrics, cancel: Cancellation
         info!(%addr, "metrics endpoint listening (/metrics, /health)");
     }
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // The connections' tasks: awaited (within their read timeout) before returning.
+    let connections = TaskTracker::new();
     loop {
         let permit = tokio::select! {
             () = cancel.cancelled() => break,
@@ -60,19 +65,23 @@ pub async fn serve(listener: TcpListener, metrics: Metrics, cancel: Cancellation
             a = listener.accept() => match a {
                 Ok(a) => a,
                 Err(e) => {
+                    // Out of descriptors, most likely: do not spin on it.
                     warn!(error = %e, "metrics endpoint: accept failed");
+                    tokio::time::sleep(ACCEPT_RETRY).await;
                     continue;
                 }
             },
         };
         let metrics = metrics.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Err(e) = answer(stream, &metrics).await {
                 debug!(%peer, error = %e, "metrics endpoint: connection failed");
             }
             drop(permit);
         });
     }
+    connections.close();
+    let _ = tokio::time::timeout(READ_TIMEOUT, connections.wait()).await;
 }
 
 /// What a request asks for.
