@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-pub use handle::{DeviceHandle, WriteError, WriteReport};
+pub use handle::{DeviceHandle, RawError, RawRead, WriteError, WriteReport};
 pub use slots::HostSlots;
 
 use crate::broker::Broker;
