@@ -10,7 +10,8 @@
 //! Reload (file change or SIGHUP, see `app/reload.rs`): the new config is loaded and checked
 //! first; an invalid one changes nothing. A valid one is applied as a diff
 //! (`config::diff`): only the lines whose devices changed restart; the broker, the uplink
-//! and the metrics endpoint restart only when their own section changed; the queue stays
+//! and the metrics endpoint restart only when their own section changed; the status page
+//! binds a new address before it leaves the old one (see `app/status.rs`); the queue stays
 //! open throughout.
 
 mod lines;
@@ -217,6 +218,7 @@ impl Agent {
         };
         agent.metrics_server = metrics_listener.map(|l| agent.serve_metrics(l));
         if let (Some(page), Some(listener)) = (agent.status.as_mut(), status_listener) {
+            page.set_targets(&agent.lines.targets(&agent.devices));
             page.serve(listener, &agent.config)?;
         }
         info!(
