@@ -492,19 +492,32 @@ fn bad_requests_slow_clients_and_a_hundred_streams_leave_polling_and_the_broker_
 
 /// POSTs `body` to `path` with `content_type`; the status line and the JSON answer.
 fn post(page: std::net::SocketAddr, path: &str, content_type: &str, body: &str) -> (String, Value) {
-    use std::io::{Read as _, Write as _};
-    let mut s = std::net::TcpStream::connect(page).expect("connect");
-    s.set_read_timeout(Some(WAIT)).expect("timeout");
-    let request = format!(
+    let head = format!(
         "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    s.write_all(request.as_bytes()).expect("send");
+    request(page, &head)
+}
+
+/// Sends `text` on a fresh connection; the status line and the JSON answer (null if none).
+fn request(page: std::net::SocketAddr, text: &str) -> (String, Value) {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(page).expect("connect");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    s.write_all(text.as_bytes()).expect("send");
     let mut answer = String::new();
     s.read_to_string(&mut answer).expect("the page answers");
-    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
     let status = head.lines().next().unwrap_or_default().to_owned();
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// Asserts an answer's status and that its `error` contains `error`.
+fn expect(answer: (String, Value), status: &str, error: &str) {
+    let (line, doc) = answer;
+    assert_eq!(line, format!("HTTP/1.1 {status}"), "{doc}");
+    let said = doc["error"].as_str().unwrap_or_default();
+    assert!(said.contains(error), "{error:?} not in {doc}");
 }
 
 fn post_raw(page: std::net::SocketAddr, device: &str, point: &str) -> (String, Value) {
@@ -562,41 +575,39 @@ devices:
     );
 
     // Malformed asks: each answer says what was wrong.
-    let (status, doc) = post_raw(page, "kettle", "temperature");
-    assert_eq!(status, "HTTP/1.1 404 Not Found");
-    assert_eq!(
-        doc["error"],
-        "no point `kettle/temperature` in the running config"
+    expect(
+        post_raw(page, "kettle", "temperature"),
+        "404 Not Found",
+        "no point `kettle/temperature` in the running config",
     );
-    let (status, doc) = post_raw(page, "boiler", "pressure");
-    assert_eq!(status, "HTTP/1.1 404 Not Found");
-    assert!(
-        doc["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("boiler/pressure")),
-        "{doc}"
+    expect(
+        post_raw(page, "boiler", "pressure"),
+        "404 Not Found",
+        "no point `boiler/pressure`",
     );
-    let (status, doc) = post(page, "/raw", "application/json", "{\"device\": \"boiler\"");
-    assert_eq!(status, "HTTP/1.1 400 Bad Request");
-    assert_eq!(doc["error"], "the body is not a JSON object");
-    let (status, doc) = post(page, "/raw", "application/json", "{\"device\": \"boiler\"}");
-    assert_eq!(status, "HTTP/1.1 400 Bad Request");
-    assert!(
-        doc["error"].as_str().is_some_and(|e| e.contains("point")),
-        "{doc}"
+    let json = "application/json";
+    expect(
+        post(page, "/raw", json, "{\"device\": \"boiler\""),
+        "400 Bad Request",
+        "the body is not a JSON object",
     );
-    let (status, _) = post(page, "/raw", "text/plain", "{}");
-    assert_eq!(status, "HTTP/1.1 415 Unsupported Media Type");
+    expect(
+        post(page, "/raw", json, "{\"device\": \"boiler\"}"),
+        "400 Bad Request",
+        "expected {\"device\", \"point\"}",
+    );
+    expect(
+        post(page, "/raw", "text/plain", "{}"),
+        "415 Unsupported Media Type",
+        "send JSON",
+    );
 
     // The device refuses the read: its exception, not a hang.
     device.exception(1, Table::Holding, 10, 1, 2);
-    let (status, doc) = post_raw(page, "boiler", "setpoint");
-    assert_eq!(status, "HTTP/1.1 502 Bad Gateway");
-    assert!(
-        doc["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("illegal data address")),
-        "{doc}"
+    expect(
+        post_raw(page, "boiler", "setpoint"),
+        "502 Bad Gateway",
+        "illegal data address",
     );
 
     // A device that does not answer: two asks at once, one waits for the device's timeout
@@ -618,23 +629,9 @@ devices:
         .map(|t| t.join().expect("the ask"))
         .collect();
     answers.sort_by(|a, b| a.0.cmp(&b.0));
-    assert_eq!(
-        answers[0].0, "HTTP/1.1 429 Too Many Requests",
-        "{answers:?}"
-    );
-    assert!(
-        answers[0].1["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("already in flight")),
-        "{answers:?}"
-    );
-    assert_eq!(answers[1].0, "HTTP/1.1 504 Gateway Timeout", "{answers:?}");
-    assert!(
-        answers[1].1["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("no answer")),
-        "{answers:?}"
-    );
+    let (refused, waited) = (answers.remove(0), answers.remove(0));
+    expect(refused, "429 Too Many Requests", "already in flight");
+    expect(waited, "504 Gateway Timeout", "no answer");
 }
 
 /// A gateway without devices whose config file is `yaml` with `status` as its status section.
@@ -679,28 +676,24 @@ fn changes(report: &Value) -> String {
 
 const OK: Result<&str, std::io::ErrorKind> = Ok("HTTP/1.1 200 OK");
 
-#[test]
-fn a_reload_moves_the_page_turns_it_off_and_on_and_exposes_it_on_the_same_port() {
+/// A gateway watching its config file, its page on loopback: the file and the page.
+fn reloadable() -> (tempfile::TempDir, PathBuf, Ferrule, std::net::SocketAddr) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = Ferrule::write_config(
-        dir.path(),
-        &broker_only("status: {bind: \"127.0.0.1:0\"}\n"),
-    );
+    let status = "status: {bind: \"127.0.0.1:0\"}\n";
+    let path = Ferrule::write_config(dir.path(), &broker_only(status));
     let agent = Ferrule::run(&path);
     agent.wait_for_line("watching the config file", WAIT);
-    let old = parse_addr(&agent.wait_for_line("status page listening", WAIT));
+    let page = parse_addr(&agent.wait_for_line("status page listening", WAIT));
+    (dir, path, agent, page)
+}
+
+#[test]
+fn a_reload_moves_the_page_turns_it_off_and_on_and_exposes_it_on_the_same_port() {
+    let (_dir, path, agent, old) = reloadable();
     assert_eq!(get_page(old).as_deref(), OK.as_deref());
 
     // A new address: the new listener serves, the old port is closed.
-    let (report, from) = reload_to(
-        &agent,
-        &path,
-        &broker_only("status: {bind: \"127.0.0.2:0\"}\n"),
-        |r| changes(r).contains("status page moved"),
-    );
-    assert_eq!(report["ok"], true, "{report}");
-    let (_, line) = agent.wait_for_line_after(from, "status page listening", WAIT);
-    let new = parse_addr(&line);
+    let (new, _) = reload_page(&agent, &path, "127.0.0.2:0", "status page moved");
     assert_eq!(new.ip().to_string(), "127.0.0.2");
     assert_eq!(get_page(new).as_deref(), OK.as_deref());
     assert_eq!(
@@ -717,56 +710,41 @@ fn a_reload_moves_the_page_turns_it_off_and_on_and_exposes_it_on_the_same_port()
     assert_eq!(get_page(new), Err(std::io::ErrorKind::ConnectionRefused));
 
     // On again.
-    let (report, from) = reload_to(
-        &agent,
-        &path,
-        &broker_only("status: {bind: \"127.0.0.1:0\"}\n"),
-        |r| changes(r).contains("status page on at"),
-    );
-    assert_eq!(report["ok"], true, "{report}");
-    let (_, line) = agent.wait_for_line_after(from, "status page listening", WAIT);
-    let local = parse_addr(&line);
+    let (local, _) = reload_page(&agent, &path, "127.0.0.1:0", "status page on at");
     assert_eq!(get_page(local).as_deref(), OK.as_deref());
     assert_eq!(session(local)["login_required"], false);
 
     // Exposed on the same port (the old listener holds it: it makes way): a login is now
     // required.
-    let port = local.port();
-    let (report, from) = reload_to(
-        &agent,
-        &path,
-        &broker_only(&format!("status: {{bind: \"0.0.0.0:{port}\"}}\n")),
-        |r| changes(r).contains("status page moved"),
-    );
-    assert_eq!(report["ok"], true, "{report}");
-    let (_, line) = agent.wait_for_line_after(from, "status page listening", WAIT);
+    let exposed = format!("0.0.0.0:{}", local.port());
+    let (_, line) = reload_page(&agent, &path, &exposed, "status page moved");
     assert!(line.contains("login=true"), "{line}");
     assert_eq!(session(local)["login_required"], true);
 }
 
+/// Reloads with the status page on `bind`, expecting `note` in the report; the page's new
+/// address and its `status page listening` line.
+fn reload_page(
+    agent: &Ferrule,
+    path: &Path,
+    bind: &str,
+    note: &str,
+) -> (std::net::SocketAddr, String) {
+    let yaml = broker_only(&format!("status: {{bind: \"{bind}\"}}\n"));
+    let (report, from) = reload_to(agent, path, &yaml, |r| changes(r).contains(note));
+    assert_eq!(report["ok"], true, "{report}");
+    let (_, line) = agent.wait_for_line_after(from, "status page listening", WAIT);
+    (parse_addr(&line), line)
+}
+
 /// `GET /session` on `page`.
 fn session(page: std::net::SocketAddr) -> Value {
-    use std::io::{Read as _, Write as _};
-    let mut s = std::net::TcpStream::connect(page).expect("connect");
-    s.set_read_timeout(Some(WAIT)).expect("timeout");
-    s.write_all(b"GET /session HTTP/1.1\r\nHost: x\r\n\r\n")
-        .expect("send");
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).expect("the page answers");
-    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    serde_json::from_str(body).unwrap_or(Value::Null)
+    request(page, "GET /session HTTP/1.1\r\nHost: x\r\n\r\n").1
 }
 
 #[test]
 fn a_reload_to_a_taken_address_keeps_the_old_page_and_says_why() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = Ferrule::write_config(
-        dir.path(),
-        &broker_only("status: {bind: \"127.0.0.1:0\"}\n"),
-    );
-    let mut agent = Ferrule::run(&path);
-    agent.wait_for_line("watching the config file", WAIT);
-    let old = parse_addr(&agent.wait_for_line("status page listening", WAIT));
+    let (_dir, path, mut agent, old) = reloadable();
 
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("addr").port();

@@ -254,7 +254,7 @@ async fn route(
                 Ok(result) => json_reply(io, "200 OK", &result, &[]).await,
                 Err(e) => {
                     let status = match e {
-                        write::WriteError::NotFound { .. } => "404 Not Found",
+                        write::WriteError::NotFound(_) => "404 Not Found",
                         write::WriteError::Forbidden { .. } => "403 Forbidden",
                         write::WriteError::Timeout { .. } => "504 Gateway Timeout",
                         _ => "500 Internal Server Error",

@@ -12,7 +12,7 @@
 //! - the wait is bounded by the device's timeout plus [`GRACE`] (for the requests queued before
 //!   it on the line); after that the page gets an error, and a request still queued is dropped
 //!   unread by the line task;
-//! - a device offline, or a line that is not running, answers at once with why.
+//! - a device offline (its line down, or its breaker open) answers at once with why.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value as Json};
 
+use super::catalog::NoSuchPoint;
 use crate::command::Target;
 use crate::config::Device;
 use crate::field::link::ReadData;
@@ -31,10 +32,8 @@ pub const GRACE: Duration = Duration::from_secs(5);
 /// Why a raw read shows no registers.
 #[derive(Debug, thiserror::Error)]
 pub enum RawError {
-    #[error("no point `{device}/{point}` in the running config")]
-    NotFound { device: String, point: String },
-    #[error("device `{device}` has no running line task (stopped or restarting)")]
-    NotRunning { device: String },
+    #[error(transparent)]
+    NotFound(#[from] NoSuchPoint),
     #[error("a raw read of `{device}` is already in flight; wait for its answer")]
     Busy { device: String },
     #[error("{device}/{point}: {source}")]
@@ -56,7 +55,7 @@ impl RawError {
     /// The HTTP status line that tells the page what went wrong.
     pub fn status(&self) -> &'static str {
         match self {
-            Self::NotFound { .. } => "404 Not Found",
+            Self::NotFound(_) => "404 Not Found",
             Self::Busy { .. }
             | Self::Device {
                 source: field::RawError::Busy,
@@ -71,7 +70,7 @@ impl RawError {
                 source: field::RawError::Refused(_) | field::RawError::Link(_),
                 ..
             } => "502 Bad Gateway",
-            Self::NotRunning { .. } | Self::Device { .. } => "503 Service Unavailable",
+            Self::Device { .. } => "503 Service Unavailable",
         }
     }
 }
@@ -119,10 +118,7 @@ impl RawReads {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let not_found = || RawError::NotFound {
-            device: device.into(),
-            point: point.into(),
-        };
+        let not_found = || NoSuchPoint::new(device, point);
         let (config, handle) = targets.get(device).ok_or_else(not_found)?;
         let index = config
             .points
