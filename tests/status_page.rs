@@ -777,3 +777,52 @@ fn a_reload_to_a_taken_address_keeps_the_old_page_and_says_why() {
     );
     assert_eq!(get_page(old), Err(std::io::ErrorKind::ConnectionRefused));
 }
+
+#[test]
+fn a_reload_that_adds_a_tls_listener_keeps_the_page_listener_and_serves_it_over_https() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = common::certs::Pki::new();
+    let line =
+        ferrule::broker::passwd::entry("ann", "s3cret", std::num::NonZeroU32::MIN).expect("hash");
+    std::fs::write(dir.path().join("passwd"), format!("{line}\n")).expect("passwd");
+    let yaml = |tls: &str| {
+        format!(
+            "site: plant1\nbroker:\n  listeners:\n    - {{bind: \"127.0.0.1:0\"}}\n{tls}  password_file: passwd\nstatus: {{bind: \"0.0.0.0:0\"}}\n"
+        )
+    };
+    let path = Ferrule::write_config(dir.path(), &yaml(""));
+    let agent = Ferrule::run(&path);
+    agent.wait_for_line("watching the config file", WAIT);
+    let page = parse_addr(&agent.wait_for_line("status page listening", WAIT));
+    let local = std::net::SocketAddr::from(([127, 0, 0, 1], page.port()));
+    assert_eq!(session(local)["login_required"], true);
+
+    let tls = format!(
+        "    - {{bind: \"127.0.0.1:0\", tls: {{cert: \"{}\", key: \"{}\"}}}}\n",
+        pki.path("server.pem").display(),
+        pki.path("server.key").display()
+    );
+    // (The broker now wants a login too: the report is read from the log, where it is the same.)
+    let from = agent.line_count();
+    std::fs::write(&path, yaml(&tls)).expect("rewrite the config");
+    let (_, reloaded) = agent.wait_for_line_after(from, "config reloaded", WAIT);
+    assert!(
+        reloaded.contains("status page settings changed") && reloaded.contains("listener kept"),
+        "{reloaded}"
+    );
+
+    // The same port now speaks HTTPS with the listener's certificate, and no plain HTTP.
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--max-time", "30", "--cacert"])
+        .arg(pki.path("ca.pem"))
+        .arg(format!("https://127.0.0.1:{}/session", page.port()))
+        .output()
+        .expect("curl");
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(body["login_required"], true, "{out:?}");
+    assert_ne!(
+        get_page(local).as_deref(),
+        OK.as_deref(),
+        "plain HTTP still served"
+    );
+}
