@@ -204,6 +204,10 @@ mod tests {
         assert!(d.modbus && d.all_lines());
         let (new, nd) = config(A, "metrics: {}\n");
         assert!(diff(&old, &od, &new, &nd).metrics);
+        let (new, nd) = config(A, "status: {}\n");
+        let d = diff(&old, &od, &new, &nd);
+        assert!(d.status && !d.is_empty() && !d.all_lines());
+        assert_eq!(d.summary(), ["status changed"]);
         let (new, nd) = config(A, "broker: {listeners: [{bind: \"127.0.0.1:1884\"}]}\n");
         let d = diff(&old, &od, &new, &nd);
         assert!(d.broker && !d.uplink);

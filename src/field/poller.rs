@@ -1,6 +1,7 @@
 //! One task per line — a Modbus TCP connection (`host:port`) or a serial bus — serving every
 //! device (unit id) behind it. The task owns the link and serialises every request on it: the
-//! planned reads of each device's poll cycles and the writes of commands (which go first).
+//! planned reads of each device's poll cycles and the writes of commands (which go first, like
+//! the status page's raw reads: one read of a point's registers, not counted as a poll).
 //!
 //! Invariants:
 //! - the task never ends on a device error; only cancellation ends it;
@@ -489,7 +490,7 @@ impl Line {
                 reply,
             } => {
                 if reply.is_closed() {
-                    // The asker gave up while the request waited: no read for nobody.
+                    // The asker gave up while the request waited: nobody wants this read any more.
                     return Ok(());
                 }
                 let (result, outcome) = self.read_raw(link, slave, point).await;
