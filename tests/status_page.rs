@@ -597,6 +597,11 @@ devices:
         "expected {\"device\", \"point\"}",
     );
     expect(
+        request(page, "GET /raw HTTP/1.1\r\nHost: x\r\n\r\n"),
+        "405 Method Not Allowed",
+        "/raw takes POST",
+    );
+    expect(
         post(page, "/raw", "text/plain", "{}"),
         "415 Unsupported Media Type",
         "send JSON",

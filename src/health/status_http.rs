@@ -289,6 +289,10 @@ async fn route(
                 }
             }
         }
+        (_, "/login" | "/logout" | "/write" | "/raw") => {
+            let body = json!({"ok": false, "error": format!("{} takes POST", head.path)});
+            json_reply(io, "405 Method Not Allowed", &body, &["Allow: POST"]).await
+        }
         ("GET" | "HEAD" | "POST", _) => {
             respond(io, "404 Not Found", "text/plain", b"not found\n", &[]).await
         }
