@@ -19,7 +19,7 @@
 //! - a login required (non-loopback bind) guards every route but the page's assets,
 //!   `/session` and `/login`; writes also need the ACL's `write` on the point's `.../set`;
 //! - a raw read waits at most the device's timeout plus `status::raw::GRACE`, one per device
-//!   at a time (another is answered 429).
+//!   and a few in all at a time (more are answered 429), paced per device (`status::raw`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -7,8 +7,10 @@
 //! answer). The page never touches a connection itself.
 //!
 //! Invariants:
-//! - at most one raw read per device is in flight (another ask for it is refused at once, so a
-//!   page cannot flood a device or fill its line's queue);
+//! - at most one raw read per device is in flight (another ask for it is refused at once), at
+//!   most [`MAX_IN_FLIGHT`] in all, and a device's next raw read waits until [`MIN_INTERVAL`]
+//!   has passed since its last one: a page (or a script) cannot flood a device, fill its
+//!   line's queue or crowd out the polls of a shared bus;
 //! - the wait is bounded by the device's timeout plus [`GRACE`] (for the requests queued before
 //!   it on the line); after that the page gets an error, and a request still queued is dropped
 //!   unread by the line task;
@@ -16,7 +18,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value as Json};
 
@@ -28,6 +30,10 @@ use crate::field::{self, DeviceHandle, RawRead};
 
 /// Time allowed on top of the device's timeout for the requests ahead in its line's queue.
 pub const GRACE: Duration = Duration::from_secs(5);
+/// Raw reads in flight at once, all devices together.
+pub const MAX_IN_FLIGHT: usize = 4;
+/// Shortest time between the end of a device's raw read and the start of its next one.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Why a raw read shows no registers.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +42,8 @@ pub enum RawError {
     NotFound(#[from] NoSuchPoint),
     #[error("a raw read of `{device}` is already in flight; wait for its answer")]
     Busy { device: String },
+    #[error("{MAX_IN_FLIGHT} raw reads are in flight already (the most at once); try again")]
+    TooMany,
     #[error("{device}/{point}: {source}")]
     Device {
         device: String,
@@ -57,6 +65,7 @@ impl RawError {
         match self {
             Self::NotFound(_) => "404 Not Found",
             Self::Busy { .. }
+            | Self::TooMany
             | Self::Device {
                 source: field::RawError::Busy,
                 ..
@@ -82,7 +91,14 @@ type Targets = HashMap<String, (Arc<Device>, DeviceHandle)>;
 #[derive(Default)]
 pub struct RawReads {
     targets: RwLock<Arc<Targets>>,
-    in_flight: Mutex<HashSet<String>>,
+    slots: Mutex<Slots>,
+}
+
+/// The devices with a raw read in flight, and when the recent ones ended.
+#[derive(Default)]
+struct Slots {
+    busy: HashSet<String>,
+    ended: HashMap<String, Instant>,
 }
 
 /// Releases a device's in-flight mark when the ask ends (answered, failed or abandoned).
@@ -93,11 +109,14 @@ struct InFlight<'a> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.reads
-            .in_flight
+        let mut slots = self
+            .reads
+            .slots
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.device);
+            .unwrap_or_else(PoisonError::into_inner);
+        slots.busy.remove(&self.device);
+        slots.ended.retain(|_, at| at.elapsed() < MIN_INTERVAL);
+        slots.ended.insert(self.device.clone(), Instant::now());
     }
 }
 
@@ -125,7 +144,10 @@ impl RawReads {
             .iter()
             .position(|p| p.name == point)
             .ok_or_else(not_found)?;
-        let _mark = self.mark(device)?;
+        let (_mark, pause) = self.mark(device)?;
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
         let after = config.timeout + GRACE;
         match tokio::time::timeout(after, handle.read_raw(index)).await {
             Ok(Ok(raw)) => Ok(render(device, point, &raw)),
@@ -142,21 +164,33 @@ impl RawReads {
         }
     }
 
-    fn mark(&self, device: &str) -> Result<InFlight<'_>, RawError> {
-        let mut set = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if !set.insert(device.to_owned()) {
+    /// Marks `device` busy; the mark, and how long to wait before reading (see
+    /// [`MIN_INTERVAL`]).
+    fn mark(&self, device: &str) -> Result<(InFlight<'_>, Duration), RawError> {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        if slots.busy.contains(device) {
             return Err(RawError::Busy {
                 device: device.into(),
             });
         }
-        Ok(InFlight {
+        if slots.busy.len() >= MAX_IN_FLIGHT {
+            return Err(RawError::TooMany);
+        }
+        slots.busy.insert(device.to_owned());
+        let pause = pause(slots.ended.get(device).copied(), Instant::now());
+        let mark = InFlight {
             reads: self,
             device: device.to_owned(),
-        })
+        };
+        Ok((mark, pause))
     }
+}
+
+/// How long a device's next raw read waits at `now` when its last one ended at `ended` (pure).
+fn pause(ended: Option<Instant>, now: Instant) -> Duration {
+    ended.map_or(Duration::ZERO, |at| {
+        MIN_INTERVAL.saturating_sub(now.saturating_duration_since(at))
+    })
 }
 
 /// The page's document for one raw read (pure): each register with its address, hex and
@@ -197,7 +231,7 @@ mod tests {
 
     use serde_json::json;
 
-    use super::render;
+    use super::{pause, render, RawError, RawReads, MAX_IN_FLIGHT, MIN_INTERVAL};
     use crate::config::RegisterKind;
     use crate::field::link::ReadData;
     use crate::field::RawRead;
@@ -237,5 +271,32 @@ mod tests {
             json!([{"address": 7, "bit": 1}, {"address": 8, "bit": 0}])
         );
         assert_eq!(doc["registers"], json!([]));
+    }
+
+    #[test]
+    fn one_raw_read_per_device_a_few_in_all_and_a_pause_between_reads() {
+        let reads = RawReads::default();
+        let first = reads.mark("d0").expect("free");
+        assert_eq!(first.1, Duration::ZERO);
+        assert!(matches!(reads.mark("d0"), Err(RawError::Busy { .. })));
+        let others: Vec<_> = (1..MAX_IN_FLIGHT)
+            .map(|i| reads.mark(&format!("d{i}")).expect("free"))
+            .collect();
+        assert!(matches!(reads.mark("one more"), Err(RawError::TooMany)));
+        drop(others);
+        drop(first);
+        // Free again, after a pause of at most the interval.
+        let (_again, wait) = reads.mark("d0").expect("free");
+        assert!(wait <= MIN_INTERVAL, "{wait:?}");
+        assert!(reads.mark("d1").is_ok());
+        // The pause: what is left of the interval since the last read ended.
+        let t = std::time::Instant::now();
+        assert_eq!(pause(None, t), Duration::ZERO);
+        assert_eq!(pause(Some(t), t), MIN_INTERVAL);
+        assert_eq!(
+            pause(Some(t), t + Duration::from_millis(50)),
+            MIN_INTERVAL - Duration::from_millis(50)
+        );
+        assert_eq!(pause(Some(t), t + MIN_INTERVAL * 2), Duration::ZERO);
     }
 }
