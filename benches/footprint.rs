@@ -89,7 +89,12 @@ fn rss_breakdown(pid: u32) -> BenchResult<(u64, u64)> {
             .lines()
             .find(|l| l.starts_with(name))
             .ok_or(format!("no {name} in /proc/{pid}/status"))?;
-        Ok(line[name.len()..].trim().trim_end_matches("kB").trim().parse::<u64>()? * 1024)
+        Ok(line[name.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse::<u64>()?
+            * 1024)
     };
     Ok((field("RssAnon:")?, field("RssFile:")?))
 }

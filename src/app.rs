@@ -17,7 +17,8 @@
 //! the new uplink, queue, metrics listener, broker section) before anything is stopped, then
 //! swapped in as a diff (`config::diff`): only the lines whose devices changed restart; the
 //! uplink and the metrics endpoint restart only when their own section changed; the broker
-//! is changed in place; the queue stays open throughout.
+//! is changed in place; the status page binds a new address before it leaves the old one
+//! (see `app/status.rs`); the queue stays open throughout.
 
 mod lines;
 mod reload;
@@ -204,6 +205,7 @@ impl Agent {
             &agent.topics,
             &agent.devices,
             &agent.health.metrics,
+            &agent.tree,
         );
         if let Some(task) = agent.prepare_uplink(&agent.config, &agent.topics, &agent.devices)? {
             agent.run_uplink(task);
@@ -228,6 +230,7 @@ impl Agent {
         };
         agent.metrics_server = metrics_listener.map(|l| agent.serve_metrics(l));
         if let (Some(page), Some(listener)) = (agent.status.as_mut(), status_listener) {
+            page.set_targets(&agent.lines.targets(&agent.devices));
             page.serve(listener, &agent.config)?;
         }
         info!(

@@ -241,9 +241,7 @@ async fn apply(agent: &mut Agent, mut new: Config) -> anyhow::Result<Outcome> {
             .publish(agent_state(&agent.topics, "online"))
             .await;
     }
-    if let Some(page) = &agent.status {
-        page.update(&agent.config, &agent.broker, &agent.topics, &agent.devices);
-    }
+    agent.reload_status(&mut notes).await;
     info!(changes = %notes.join("; "), "config reloaded");
     Ok(Outcome::Applied(notes))
 }

@@ -10,7 +10,8 @@
 //! broker in place (clients stay connected; lines and commands are not touched), `uplink` the
 //! upstream link
 //! (the queue stays open), `metrics` the HTTP endpoint, `commands` (the write switch and the
-//! audit setting) the command router only (devices keep their lines).
+//! audit setting) the command router only (devices keep their lines), `status` the status
+//! page's server only.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -54,6 +55,7 @@ pub struct Diff {
     pub uplink: bool,
     pub metrics: bool,
     pub commands: bool,
+    pub status: bool,
 }
 
 impl Diff {
@@ -68,6 +70,7 @@ impl Diff {
             && !self.uplink
             && !self.metrics
             && !self.commands
+            && !self.status
     }
 
     /// Every line restarts (what they all depend on changed).
@@ -85,6 +88,7 @@ impl Diff {
             ("uplink", self.uplink),
             ("metrics", self.metrics),
             ("commands", self.commands),
+            ("status", self.status),
         ] {
             if flag {
                 out.push(format!("{what} changed"));
@@ -120,6 +124,7 @@ pub fn diff(
         uplink: old.uplink != new.uplink,
         metrics: old.metrics != new.metrics,
         commands: old.commands != new.commands,
+        status: old.status != new.status,
         ..Diff::default()
     };
     for (key, devices) in &after {
@@ -199,6 +204,10 @@ mod tests {
         assert!(d.modbus && d.all_lines());
         let (new, nd) = config(A, "metrics: {}\n");
         assert!(diff(&old, &od, &new, &nd).metrics);
+        let (new, nd) = config(A, "status: {}\n");
+        let d = diff(&old, &od, &new, &nd);
+        assert!(d.status && !d.is_empty() && !d.all_lines());
+        assert_eq!(d.summary(), ["status changed"]);
         let (new, nd) = config(A, "broker: {listeners: [{bind: \"127.0.0.1:1884\"}]}\n");
         let d = diff(&old, &od, &new, &nd);
         assert!(d.broker && !d.uplink);

@@ -3,15 +3,19 @@
 //!
 //! Invariant: a write to a device that is offline (its line is down, or its breaker is open)
 //! fails at once with [`WriteError::Offline`]; a command is never held to be executed minutes
-//! later.
+//! later. The same holds for a raw read ([`DeviceHandle::read_raw`], the status page's "raw
+//! registers"), which also never waits for room in the line's queue: a full queue is
+//! [`RawError::Busy`] at once.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::codec::Value;
-use super::link::{Exception, WriteData};
+use super::link::{Exception, ReadData, WriteData};
+use crate::config::RegisterKind;
 
 /// Why a write did not happen (or its result is unknown).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -60,6 +64,43 @@ pub(super) enum Request {
         data: WriteData,
         reply: oneshot::Sender<WriteReport>,
     },
+    /// One read of a point's registers (or bits), as they are on the device.
+    ReadRaw {
+        slave: usize,
+        point: usize,
+        reply: oneshot::Sender<Result<RawRead, RawError>>,
+    },
+}
+
+/// A point's registers (or bits) as read from the device, undecoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawRead {
+    pub unit: u8,
+    pub kind: RegisterKind,
+    /// The first address read (0-based, as on the wire).
+    pub address: u16,
+    pub data: ReadData,
+    /// When the answer came.
+    pub at: SystemTime,
+}
+
+/// Why a raw read has no registers to show.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RawError {
+    #[error("device is offline: {0}")]
+    Offline(String),
+    #[error("the line's request queue is full; try again")]
+    Busy,
+    #[error("no answer: {0}")]
+    NoAnswer(String),
+    #[error("device refused the read: {0}")]
+    Refused(Exception),
+    #[error("link failed during the read: {0}")]
+    Link(String),
+    #[error("no point #{0} on the device")]
+    NoPoint(usize),
+    #[error("the device task has stopped")]
+    Stopped,
 }
 
 /// What became of a write, with the point's value before it, for the audit trail.
@@ -117,6 +158,26 @@ impl DeviceHandle {
         }
         rx.await
             .unwrap_or_else(|_| WriteReport::failed(None, WriteError::Stopped))
+    }
+
+    /// Reads point `point`'s registers (or bits) once, through the line's task like any
+    /// request; the caller bounds the wait (a line busy with a slow device answers late).
+    pub async fn read_raw(&self, point: usize) -> Result<RawRead, RawError> {
+        if !self.online.load(Ordering::Acquire) {
+            return Err(RawError::Offline("not connected".into()));
+        }
+        let (reply, rx) = oneshot::channel();
+        let request = Request::ReadRaw {
+            slave: self.slave,
+            point,
+            reply,
+        };
+        match self.tx.try_send(request) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => return Err(RawError::Busy),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(RawError::Stopped),
+        }
+        rx.await.unwrap_or(Err(RawError::Stopped))
     }
 
     /// Whether the device is reachable right now (its line is up and it answers).

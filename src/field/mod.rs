@@ -40,7 +40,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-pub use handle::{DeviceHandle, WriteError, WriteReport};
+pub use handle::{DeviceHandle, RawError, RawRead, WriteError, WriteReport};
 pub use slots::HostSlots;
 
 use crate::broker::Broker;

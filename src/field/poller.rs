@@ -1,6 +1,7 @@
 //! One task per line — a Modbus TCP connection (`host:port`) or a serial bus — serving every
 //! device (unit id) behind it. The task owns the link and serialises every request on it: the
-//! planned reads of each device's poll cycles and the writes of commands (which go first).
+//! planned reads of each device's poll cycles and the writes of commands (which go first, like
+//! the status page's raw reads: one read of a point's registers, not counted as a poll).
 //!
 //! Invariants:
 //! - the task never ends on a device error; only cancellation ends it;
@@ -24,13 +25,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, OwnedMutexGuard, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, oneshot, OwnedMutexGuard, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::codec::Value;
-use super::handle::{Request, WriteError, WriteReport};
+use super::handle::{RawError, RawRead, Request, WriteError, WriteReport};
 use super::link::{Exception, Link, LinkError, ReadData, WriteData};
 use super::plan::{self, Read};
 use super::schedule::{self, Candidate, Job};
@@ -479,12 +480,37 @@ impl Line {
     }
 
     async fn handle(&mut self, link: &mut Link, req: Request) -> Result<(), Exit> {
-        let Request::Write {
-            slave: s,
-            point,
-            data,
-            reply,
-        } = req;
+        match req {
+            Request::Write {
+                slave,
+                point,
+                data,
+                reply,
+            } => self.handle_write(link, slave, point, data, reply).await,
+            Request::ReadRaw {
+                slave,
+                point,
+                reply,
+            } => {
+                if reply.is_closed() {
+                    // The asker gave up while the request waited: nobody wants this read any more.
+                    return Ok(());
+                }
+                let (result, outcome) = self.read_raw(link, slave, point).await;
+                let _ = reply.send(result);
+                outcome
+            }
+        }
+    }
+
+    async fn handle_write(
+        &mut self,
+        link: &mut Link,
+        s: usize,
+        point: usize,
+        data: WriteData,
+        reply: oneshot::Sender<WriteReport>,
+    ) -> Result<(), Exit> {
         let Some(slave) = self.slaves.get(s) else {
             let _ = reply.send(WriteReport::failed(None, WriteError::Stopped));
             return Ok(());
@@ -525,6 +551,69 @@ impl Line {
         self.flush(batch).await;
         let _ = reply.send(WriteReport { old, result });
         outcome
+    }
+
+    /// One read of point `point`'s registers for the status page: an ordinary request of the
+    /// line (the device's timeout; a timeout or a broken link has the usual consequences),
+    /// not counted as a poll.
+    async fn read_raw(
+        &mut self,
+        link: &mut Link,
+        s: usize,
+        point: usize,
+    ) -> (Result<RawRead, RawError>, Result<(), Exit>) {
+        let Some(slave) = self.slaves.get(s) else {
+            return (Err(RawError::Stopped), Ok(()));
+        };
+        if slave.breaker.is_open() {
+            let reason = slave
+                .offline_reason
+                .clone()
+                .unwrap_or_else(|| "not answering".into());
+            return (Err(RawError::Offline(reason)), Ok(()));
+        }
+        let Some(p) = slave.device.points.get(point) else {
+            return (Err(RawError::NoPoint(point)), Ok(()));
+        };
+        let (unit, timeout, kind, address) =
+            (slave.device.unit, slave.device.timeout, p.kind, p.address);
+        let answer = link.read(unit, kind, address, p.width(), timeout).await;
+        self.beat.beat();
+        let mut batch = Vec::new();
+        let done = match answer {
+            Ok(Ok(data)) => {
+                self.answered(s);
+                let at = std::time::SystemTime::now();
+                (
+                    Ok(RawRead {
+                        unit,
+                        kind,
+                        address,
+                        data,
+                        at,
+                    }),
+                    Ok(()),
+                )
+            }
+            Ok(Err(exc)) if exc.is_no_answer() => {
+                self.unanswered(s, &exc.to_string(), Vec::new(), &mut batch);
+                (Err(RawError::NoAnswer(exc.to_string())), Ok(()))
+            }
+            Ok(Err(exc)) => {
+                self.answered(s);
+                (Err(RawError::Refused(exc)), Ok(()))
+            }
+            Err(e) => {
+                let error = match &e {
+                    LinkError::Timeout(_) => RawError::NoAnswer(e.to_string()),
+                    _ => RawError::Link(e.to_string()),
+                };
+                let outcome = self.fault(link, s, e, Vec::new(), &mut batch);
+                (Err(error), outcome)
+            }
+        };
+        self.flush(batch).await;
+        done
     }
 
     /// The write (a read-modify-write for a single bit of a register), then the read-back;
@@ -625,15 +714,23 @@ impl Line {
         }
     }
 
+    fn down_reason(&self) -> String {
+        self.last_error
+            .clone()
+            .unwrap_or_else(|| "not connected".into())
+    }
+
     /// Refuses a request while the line is down.
     fn refuse(&mut self, req: Option<Request>) {
         match req {
             Some(Request::Write { reply, .. }) => {
-                let reason = self
-                    .last_error
-                    .clone()
-                    .unwrap_or_else(|| "not connected".into());
-                let _ = reply.send(WriteReport::failed(None, WriteError::Offline(reason)));
+                let _ = reply.send(WriteReport::failed(
+                    None,
+                    WriteError::Offline(self.down_reason()),
+                ));
+            }
+            Some(Request::ReadRaw { reply, .. }) => {
+                let _ = reply.send(Err(RawError::Offline(self.down_reason())));
             }
             None => self.rx_open = false,
         }

@@ -5,7 +5,8 @@
 //! Routes: `GET /` `/app.js` `/style.css` (the page), `GET /session` (who is logged in, and
 //! whether a login is required), `GET /events` (the stream: a `hello` event with the user and
 //! the points they may write, then the whole document at each change), `POST /login`,
-//! `POST /logout`, `POST /write` (`{"device","point","value"}` → the command's result).
+//! `POST /logout`, `POST /write` (`{"device","point","value"}` → the command's result),
+//! `POST /raw` (`{"device","point"}` → the point's registers read now, see `status::raw`).
 //!
 //! Invariants (bad input never reaches polling or the broker: they run on their own tasks and
 //! share nothing with this server but the hub's `watch` and the broker's publish):
@@ -16,7 +17,9 @@
 //!   viewer keeps; a viewer that does not take an update within [`WRITE_TIMEOUT`] is dropped,
 //!   and never holds more than one pending document (the hub's `watch`);
 //! - a login required (non-loopback bind) guards every route but the page's assets,
-//!   `/session` and `/login`; writes also need the ACL's `write` on the point's `.../set`.
+//!   `/session` and `/login`; writes also need the ACL's `write` on the point's `.../set`;
+//! - a raw read waits at most the device's timeout plus `status::raw::GRACE`, one per device
+//!   and a few in all at a time (more are answered 429), paced per device (`status::raw`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,7 +28,7 @@ use std::time::Duration;
 use serde_json::{json, Value as Json};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -71,9 +74,12 @@ pub struct Page {
     pub tls: Option<TlsAcceptor>,
 }
 
-/// Serves until `cancel`.
-pub async fn serve(listener: TcpListener, page: Page, cancel: CancellationToken) {
+/// Serves until `cancel`, each new connection with the [`Page`] in `pages` at that time (a
+/// reload that keeps the address swaps the settings there and keeps the listener; the
+/// connections open go on with the settings they started with).
+pub async fn serve(listener: TcpListener, pages: watch::Receiver<Page>, cancel: CancellationToken) {
     if let Ok(addr) = listener.local_addr() {
+        let page = pages.borrow();
         let scheme = if page.tls.is_some() { "https" } else { "http" };
         info!(%addr, %scheme, login = page.auth.required(), "status page listening");
     }
@@ -95,7 +101,7 @@ pub async fn serve(listener: TcpListener, page: Page, cancel: CancellationToken)
             tokio::spawn(busy(stream));
             continue;
         };
-        let page = page.clone();
+        let page = pages.borrow().clone();
         let cancel = cancel.clone();
         tokio::spawn(async move {
             connection(stream, peer, page, cancel).await;
@@ -216,7 +222,7 @@ async fn route(
             );
             json_reply(io, "200 OK", &json!({"ok": true}), &[&clear]).await
         }
-        (_, "/events" | "/write") if !allowed => {
+        (_, "/events" | "/write" | "/raw") if !allowed => {
             json_reply(
                 io,
                 "401 Unauthorized",
@@ -227,32 +233,12 @@ async fn route(
         }
         ("GET", "/events") => events(io, user.as_deref(), page, cancel).await,
         ("POST", "/write") => {
-            // A cross-site form cannot send JSON: with SameSite cookies, no CSRF.
-            if !head
-                .header("content-type")
-                .is_some_and(|c| c.starts_with("application/json"))
-            {
-                return json_reply(
-                    io,
-                    "415 Unsupported Media Type",
-                    &json!({"ok": false, "error": "send JSON"}),
-                    &[],
-                )
-                .await;
-            }
-            let Some(body) = body_json(io, &head, rest).await? else {
+            let Some((body, device, point)) =
+                point_request(io, &head, rest, r#"{"device", "point", "value"}"#).await?
+            else {
                 return Ok(());
             };
-            let (Some(device), Some(point)) = (body["device"].as_str(), body["point"].as_str())
-            else {
-                return json_reply(
-                    io,
-                    "400 Bad Request",
-                    &json!({"ok": false, "error": "expected {\"device\", \"point\", \"value\"}"}),
-                    &[],
-                )
-                .await;
-            };
+            let (device, point) = (device.as_str(), point.as_str());
             let value = body["value"].clone();
             match write::write(
                 &page.hub,
@@ -268,7 +254,7 @@ async fn route(
                 Ok(result) => json_reply(io, "200 OK", &result, &[]).await,
                 Err(e) => {
                     let status = match e {
-                        write::WriteError::NotFound { .. } => "404 Not Found",
+                        write::WriteError::NotFound(_) => "404 Not Found",
                         write::WriteError::Forbidden { .. } => "403 Forbidden",
                         write::WriteError::Timeout { .. } => "504 Gateway Timeout",
                         _ => "500 Internal Server Error",
@@ -283,11 +269,70 @@ async fn route(
                 }
             }
         }
+        ("POST", "/raw") => {
+            let Some((_, device, point)) =
+                point_request(io, &head, rest, r#"{"device", "point"}"#).await?
+            else {
+                return Ok(());
+            };
+            let who = user.as_deref().unwrap_or("anonymous");
+            let answer = page.hub.raw().read(&device, &point).await;
+            match answer {
+                Ok(doc) => {
+                    debug!(%peer, user = %who, %device, %point, "status page: raw read");
+                    json_reply(io, "200 OK", &doc, &[]).await
+                }
+                Err(e) => {
+                    info!(%peer, user = %who, error = %e, "status page: raw read failed");
+                    let body = json!({"ok": false, "error": e.to_string()});
+                    json_reply(io, e.status(), &body, &[]).await
+                }
+            }
+        }
+        (_, "/login" | "/logout" | "/write" | "/raw") => {
+            let body = json!({"ok": false, "error": format!("{} takes POST", head.path)});
+            json_reply(io, "405 Method Not Allowed", &body, &["Allow: POST"]).await
+        }
         ("GET" | "HEAD" | "POST", _) => {
             respond(io, "404 Not Found", "text/plain", b"not found\n", &[]).await
         }
         _ => respond(io, "405 Method Not Allowed", "text/plain", b"", &[]).await,
     }
+}
+
+/// A JSON request about one point (`/write`, `/raw`): the body, its device and its point, or
+/// `None` when it was refused (and answered: 415 when not JSON, 400 saying what was expected).
+async fn point_request(
+    io: &mut Box<dyn Io>,
+    head: &Head,
+    rest: Vec<u8>,
+    expected: &str,
+) -> std::io::Result<Option<(Json, String, String)>> {
+    // A cross-site form cannot send JSON: with SameSite cookies, no CSRF.
+    if !head
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("application/json"))
+    {
+        let body = json!({"ok": false, "error": "send JSON (Content-Type: application/json)"});
+        json_reply(io, "415 Unsupported Media Type", &body, &[]).await?;
+        return Ok(None);
+    }
+    let Some(body) = body_json(io, head, rest).await? else {
+        return Ok(None);
+    };
+    let (Some(device), Some(point)) = (body["device"].as_str(), body["point"].as_str()) else {
+        let error = format!("expected {expected}, with device and point as strings");
+        json_reply(
+            io,
+            "400 Bad Request",
+            &json!({"ok": false, "error": error}),
+            &[],
+        )
+        .await?;
+        return Ok(None);
+    };
+    let (device, point) = (device.to_owned(), point.to_owned());
+    Ok(Some((body, device, point)))
 }
 
 /// The JSON body of a POST, or `None` when it was refused (and answered).

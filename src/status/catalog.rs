@@ -11,6 +11,23 @@ use crate::config::{Device, Transport, Writable};
 use crate::field::plan::{requests_per_cycle, Limits};
 use crate::topics::Topics;
 
+/// A device or point the running config does not have (asked for by the page).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("no point `{device}/{point}` in the running config")]
+pub struct NoSuchPoint {
+    pub device: String,
+    pub point: String,
+}
+
+impl NoSuchPoint {
+    pub fn new(device: &str, point: &str) -> Self {
+        Self {
+            device: device.into(),
+            point: point.into(),
+        }
+    }
+}
+
 /// One device as configured.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceInfo {

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::catalog::Catalog;
 use super::live::Live;
+use super::raw::RawReads;
 use super::view::{render, Inputs, Rates};
 use crate::broker::{Broker, Message, StatsSnapshot};
 use crate::config::Device;
@@ -47,6 +48,7 @@ pub(super) struct Inner {
     tx: watch::Sender<Arc<str>>,
     kick: Notify,
     feed: Mutex<Option<JoinHandle<()>>>,
+    raw: RawReads,
 }
 
 /// The status page's state, shared by the HTTP side. Clones share it.
@@ -84,6 +86,7 @@ impl Hub {
                 tx,
                 kick: Notify::new(),
                 feed: Mutex::new(None),
+                raw: RawReads::default(),
             }),
         };
         hub.resubscribe();
@@ -148,6 +151,11 @@ impl Hub {
         if let Some(task) = feed {
             task.abort();
         }
+    }
+
+    /// Raw reads of the running devices (their handles are set with the lines).
+    pub fn raw(&self) -> &RawReads {
+        &self.inner.raw
     }
 
     /// Viewers connected now.

@@ -7,6 +7,7 @@
 //! - `hub`     the in-process subscription that feeds `live`, and the publisher of documents
 //! - `auth`    logins against the broker's password file, writes against its ACL
 //! - `write`   a write from the page, through the command path
+//! - `raw`     a point's raw registers on demand, read through the device's task
 //! - `page`    the embedded assets
 //!
 //! The HTTP(S) side (routes, event streams, limits) is `crate::health::status_http`.
@@ -16,6 +17,7 @@ pub mod catalog;
 pub mod hub;
 pub mod live;
 pub mod page;
+pub mod raw;
 pub mod view;
 pub mod write;
 

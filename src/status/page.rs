@@ -5,7 +5,7 @@
 pub const INDEX_HTML: &str = include_str!("page/index.html");
 /// The stylesheet.
 pub const STYLE_CSS: &str = include_str!("page/style.css");
-/// The script: one `EventSource`, DOM updates, login and write forms.
+/// The script: one `EventSource`, DOM updates, login and write forms, raw registers.
 pub const APP_JS: &str = include_str!("page/app.js");
 
 #[cfg(test)]

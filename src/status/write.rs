@@ -14,6 +14,7 @@ use ring::rand::{SecureRandom as _, SystemRandom};
 use serde_json::{json, Value as Json};
 
 use super::auth::{may_write, Auth, CLIENT_ID};
+use super::catalog::NoSuchPoint;
 use super::hub::Hub;
 use crate::broker::{Message, Origin};
 use crate::config::Qos;
@@ -25,8 +26,8 @@ pub const RESULT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Why a write was not sent or got no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
-    #[error("no point `{device}/{point}` in the running config")]
-    NotFound { device: String, point: String },
+    #[error(transparent)]
+    NotFound(#[from] NoSuchPoint),
     #[error("user `{user}` may not write to `{topic}` (acl_file)")]
     Forbidden { user: String, topic: String },
     #[error("the ACL file cannot be read: {0}")]
@@ -50,10 +51,7 @@ pub async fn write(
 ) -> Result<Json, WriteError> {
     let source = hub.source();
     if source.catalog.find(device, point).is_none() {
-        return Err(WriteError::NotFound {
-            device: device.into(),
-            point: point.into(),
-        });
+        return Err(NoSuchPoint::new(device, point).into());
     }
     let topic = source.topics.command(device, point);
     let acl = auth.acl().map_err(WriteError::Acl)?;

@@ -95,9 +95,13 @@ function build(doc) {
       } else if (p.writable) {
         w.append(el('span', { class: 'raw', title: 'your ACL does not allow writing here' }, 'read only for you'));
       }
+      const rawRow = el('tr', { class: 'raw-row', 'data-device': d.name, 'data-point': p.name, hidden: true },
+        el('td', { colSpan: 5 }, el('div', { class: 'raw-view', role: 'status' })));
+      const rawBtn = el('button', { class: 'raw-btn', type: 'button', title: 'read the registers from the device now' }, 'raw');
+      rawBtn.addEventListener('click', () => showRaw(d.name, p.name, rawBtn, rawRow));
       body.append(el('tr', { class: 'point', 'data-device': d.name, 'data-point': p.name },
-        el('td', {}, p.name, ' ', el('span', { class: 'raw' }, p.register)),
-        el('td', { class: 'value' }), el('td', { class: 'quality' }), el('td', { class: 'age' }), w));
+        el('td', {}, p.name, ' ', el('span', { class: 'raw' }, p.register), ' ', rawBtn),
+        el('td', { class: 'value' }), el('td', { class: 'quality' }), el('td', { class: 'age' }), w), rawRow);
     }
     root.append(el('div', { class: 'device', 'data-device': d.name },
       el('h3', {}, d.name, el('span', { class: 'state' }), el('span', { class: 'raw' }, d.line + ' unit ' + d.unit)),
@@ -161,6 +165,32 @@ async function send(device, point, text, res, btn) {
     else { res.dataset.ok = 'false'; res.textContent = (b.code ? b.code + ': ' : '') + (b.error || 'refused'); }
   } catch (e) { res.dataset.ok = 'false'; res.textContent = String(e); }
   btn.disabled = false;
+}
+
+// Raw registers: read from the device now (through its line, one read per device at a time);
+// a second click hides them, a third reads again.
+async function showRaw(device, point, btn, row) {
+  if (!row.hidden) { row.hidden = true; btn.textContent = 'raw'; return; }
+  const view = $('.raw-view', row);
+  row.hidden = false; btn.textContent = 'hide raw'; btn.disabled = true;
+  view.removeAttribute('data-ok');
+  view.textContent = 'reading ' + device + '/' + point + ' from the device…';
+  try {
+    const r = await fetch('/raw', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ device, point }) });
+    const b = await r.json().catch(() => ({ error: 'HTTP ' + r.status }));
+    if (r.ok) { view.dataset.ok = 'true'; view.replaceChildren(...rawTable(b)); }
+    else { view.dataset.ok = 'false'; view.textContent = 'raw read failed (HTTP ' + r.status + '): ' + (b.error || 'no reason given'); }
+  } catch (e) { view.dataset.ok = 'false'; view.textContent = 'raw read failed: ' + String(e); }
+  btn.disabled = false;
+}
+function rawTable(b) {
+  const when = new Date(b.ts).toISOString().replace('T', ' ').slice(0, 23) + ' UTC';
+  const head = el('p', { class: 'raw-head' }, b.kind + ' ' + b.address + ' · unit ' + b.unit + ' · read ' + when);
+  const bits = b.registers.length === 0;
+  const cols = bits ? ['address', 'bit'] : ['address', 'hex', 'decimal'];
+  const rows = bits ? b.bits.map((x) => el('tr', {}, el('td', {}, x.address), el('td', {}, x.bit)))
+    : b.registers.map((x) => el('tr', {}, el('td', {}, x.address), el('td', {}, x.hex), el('td', {}, x.dec)));
+  return [head, el('table', { class: 'raw-table' }, el('thead', {}, el('tr', {}, ...cols.map((c) => el('th', {}, c)))), el('tbody', {}, ...rows))];
 }
 
 start();
