@@ -1,6 +1,7 @@
 //! Configuration: the typed model, loading with located errors, and validation.
 //!
-//! - `model`    what a valid config means (the contract other modules code against)
+//! - `model`    what a valid config means (the contract other modules code against), one file
+//!   per section under `model/`
 //! - `load`     file → text → YAML tree → [`Config`]: [`load()`], [`parse()`], [`Origin`]
 //! - `schema`   the keys of each section, required or defaulted
 //! - `address`  a point's `address` (plain, 1-based or Modicon) → table and protocol address
