@@ -13,8 +13,8 @@ use std::time::Duration;
 use serde_yaml::Value;
 
 use super::decode::{all, list, map, Ctx, Decode};
-use super::load::Origin;
 use super::model::*;
+use super::origin::Origin;
 use super::scalar::{integer, Limit, PacketSize, Period, Window};
 use super::uplink::ByteSize;
 use super::validate;

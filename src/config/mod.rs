@@ -2,8 +2,11 @@
 //!
 //! - `model`    what a valid config means (the contract other modules code against), one file
 //!   per section under `model/`
-//! - `load`     file → text → YAML tree → [`Config`]: [`load()`], [`parse()`], [`Origin`]
+//! - `load`     file → text → YAML tree → [`Config`]: [`load()`], [`parse()`]
+//! - `origin`   [`Origin`]: a config text's name, base directory and state directory
+//! - `tree`     YAML text → tree, duplicate keys and tags as problems, problems → file:line:column
 //! - `schema`   the keys of each section, required or defaulted
+//! - `points`   the points of a device or a profile (`points`, `groups`), shared by both
 //! - `address`  a point's `address` (plain, 1-based or Modicon) → table and protocol address
 //! - `decode`   the toolkit that decodes a YAML tree collecting every problem
 //! - `scalar`   decoding of each scalar type (durations, addresses, enums...)
@@ -13,6 +16,7 @@
 //! - `uplink`   the `uplink` section: keys, defaults, its scalars and its cross-field rules
 //! - `status`   the `status` section: the live status page
 //! - `write`    what governs commands: `writable` rules, `enum`, the `commands` section
+//! - `path`     a place in the document (`devices[1].points[3]`) and a problem found there
 //! - `locate`   line and column of a node, from its path
 //! - `error`    [`ConfigError`] and [`Diagnostic`]
 //! - `diff`     what a reload changes: lines kept, added, removed, changed; sections changed
@@ -30,18 +34,23 @@ mod load;
 mod locate;
 pub mod model;
 mod mosquitto_hint;
+mod origin;
+mod path;
+mod points;
 pub mod profile;
 mod scalar;
 mod schema;
 pub mod sparkplug;
 mod status;
+mod tree;
 mod uplink;
 mod validate;
 mod write;
 
 pub use error::{ConfigError, Diagnostic};
-pub use load::{load, parse, Origin};
+pub use load::{load, parse};
 pub use model::*;
 pub use mosquitto_hint::looks_like_mosquitto;
+pub use origin::Origin;
 pub use scalar::{parse_duration, parse_host_port, show_duration};
 pub use status::{StatusConfig, DEFAULT_STATUS_BIND};
