@@ -57,7 +57,7 @@ pub(crate) enum Clock {
     System,
     /// A test's clock, in Unix milliseconds.
     #[cfg(test)]
-    Fake(Arc<std::sync::atomic::AtomicI64>),
+    Fake(std::sync::Arc<std::sync::atomic::AtomicI64>),
 }
 
 impl Clock {
@@ -65,7 +65,7 @@ impl Clock {
         match self {
             Self::System => chrono::Utc::now().timestamp_millis(),
             #[cfg(test)]
-            Self::Fake(ms) => ms.load(Ordering::Relaxed),
+            Self::Fake(ms) => ms.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 }
