@@ -180,7 +180,7 @@ mod tests {
 
     use super::*;
     use crate::config::parse;
-    use crate::config::schema::tests::{origin, MINIMAL};
+    use crate::config::testing::{origin, MINIMAL};
 
     #[test]
     fn broker_section_decodes_with_paths_relative_to_the_config() {

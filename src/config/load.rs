@@ -134,14 +134,7 @@ fn state_dir(env: Option<std::ffi::OsString>) -> PathBuf {
 mod tests {
     use super::*;
     use crate::config::model::*;
-
-    fn origin() -> Origin {
-        Origin {
-            name: "test.yaml".into(),
-            base_dir: PathBuf::from("/etc/ferrule"),
-            state_dir: PathBuf::from("/run/state"),
-        }
-    }
+    use crate::config::testing::{origin, MINIMAL};
 
     fn diagnostics(text: &str) -> Vec<Diagnostic> {
         match parse(text, &origin()) {
@@ -149,16 +142,6 @@ mod tests {
             other => panic!("expected diagnostics, got {other:?}"),
         }
     }
-
-    const MINIMAL: &str = "\
-site: plant1
-devices:
-  - name: boiler
-    tcp: \"10.0.0.1:502\"
-    points:
-      - {name: temp, kind: holding, address: 100}
-      - {name: run, kind: coil, address: 3}
-";
 
     #[test]
     fn example_config_loads() {

@@ -21,6 +21,7 @@
 //! - `error`    [`ConfigError`] and [`Diagnostic`]
 //! - `diff`     what a reload changes: lines kept, added, removed, changed; sections changed
 //! - `import`   a register map from a CSV export → a profile file
+//! - `quote`    [`yaml_string`]: the one writer of double-quoted YAML strings (import, migrate)
 //! - `profile`  device profiles (inline and `profiles_dir`), overrides, resolved point maps
 //! - `mosquitto_hint` recognises a mosquitto.conf given as a ferrule config
 
@@ -38,10 +39,13 @@ mod origin;
 mod path;
 mod points;
 pub mod profile;
+mod quote;
 mod scalar;
 mod schema;
 pub mod sparkplug;
 mod status;
+#[cfg(test)]
+pub(crate) mod testing;
 mod tree;
 mod uplink;
 mod validate;
@@ -52,5 +56,6 @@ pub use load::{load, parse};
 pub use model::*;
 pub use mosquitto_hint::looks_like_mosquitto;
 pub use origin::Origin;
+pub use quote::yaml_string;
 pub use scalar::{parse_duration, parse_host_port, show_duration};
 pub use status::{StatusConfig, DEFAULT_STATUS_BIND};

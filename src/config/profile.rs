@@ -636,7 +636,7 @@ pub fn infos(profiles: &[Profile], uses: &[ProfileUse]) -> Vec<ProfileInfo> {
 #[cfg(test)]
 mod tests {
     use crate::config::model::*;
-    use crate::config::schema::tests::origin;
+    use crate::config::testing::origin;
     use crate::config::{parse, ConfigError};
 
     const SITE: &str = "\

@@ -398,27 +398,9 @@ pub(super) mod tests {
     use std::time::Duration;
 
     use crate::config::model::*;
-    use crate::config::{parse, Origin};
+    use crate::config::parse;
 
-    /// The origin of test configs: `/etc/ferrule/test.yaml`, state in `/run/state`.
-    pub(in crate::config) fn origin() -> Origin {
-        Origin {
-            name: "test.yaml".into(),
-            base_dir: PathBuf::from("/etc/ferrule"),
-            state_dir: PathBuf::from("/run/state"),
-        }
-    }
-
-    /// The smallest valid config: a site and one device with two points.
-    pub(in crate::config) const MINIMAL: &str = "\
-site: plant1
-devices:
-  - name: boiler
-    tcp: \"10.0.0.1:502\"
-    points:
-      - {name: temp, kind: holding, address: 100}
-      - {name: run, kind: coil, address: 3}
-";
+    use crate::config::testing::{origin, MINIMAL};
 
     #[test]
     fn minimal_config_gets_every_default() {
