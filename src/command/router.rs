@@ -16,6 +16,7 @@ use super::worker::{Input, Worker};
 use crate::broker::{Broker, Message};
 use crate::config::{CommandSettings, Device};
 use crate::field::poller::DeviceHandle;
+use crate::payload::ResultCode;
 use crate::topics::Topics;
 
 /// Commands waiting for one device before new ones are refused as `busy`.
@@ -70,7 +71,7 @@ pub async fn run(
         let (device, point) = (device.to_owned(), point.to_owned());
         let Some(worker) = workers.get(&device) else {
             let f = Failure::new(
-                "unknown_device",
+                ResultCode::UnknownDevice,
                 format!("no device `{device}` in this gateway's config"),
             );
             refuse(&replier, msg, &device, &point, &f).await;
@@ -84,7 +85,7 @@ pub async fn run(
                 Input::Set(m) | Input::Confirm(m) => m,
             };
             let f = Failure::new(
-                "busy",
+                ResultCode::Busy,
                 format!("{DEVICE_QUEUE} commands already waiting for `{device}`"),
             );
             refuse(&replier, msg, &device, &point, &f).await;

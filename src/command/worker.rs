@@ -18,6 +18,7 @@ use crate::broker::Message;
 use crate::config::Point;
 use crate::field::link::WriteData;
 use crate::field::WriteError;
+use crate::payload::ResultCode;
 
 use super::parse::{self, CommandValue};
 use super::reply::{Caller, Failure, Record, Replier};
@@ -97,7 +98,7 @@ impl Worker {
         let held: Vec<(usize, Held)> = self.held.drain().collect();
         for (point, h) in held {
             let f = Failure::new(
-                "shutting_down",
+                ResultCode::ShuttingDown,
                 "the agent stopped before the command was confirmed",
             );
             self.fail(&h.msg, None, point, h.id.as_deref(), Some(&h.value), &f)
@@ -125,7 +126,7 @@ impl Worker {
         };
         if !self.writes_enabled {
             let f = Failure::new(
-                "writes_disabled",
+                ResultCode::WritesDisabled,
                 "writes are disabled on this gateway (`commands: {writes: disabled}`)",
             );
             self.fail(&msg, None, point, id.as_deref(), Some(&cmd.value), &f)
@@ -143,7 +144,7 @@ impl Worker {
         };
         if !self.target.handle.is_online() {
             let f = Failure::new(
-                "device_offline",
+                ResultCode::DeviceOffline,
                 format!(
                     "device `{}` is offline; the command is not kept",
                     self.device()
@@ -156,7 +157,7 @@ impl Worker {
         if let Some(timeout) = self.point(point).write.confirm {
             if let Some(old) = self.held.remove(&point) {
                 let f = Failure::new(
-                    "superseded",
+                    ResultCode::Superseded,
                     "a newer command for the point replaced it before it was confirmed",
                 );
                 self.fail(
@@ -208,7 +209,7 @@ impl Worker {
         };
         let Some(held) = self.held.get(&point) else {
             let f = Failure::new(
-                "nothing_to_confirm",
+                ResultCode::NothingToConfirm,
                 format!(
                     "no command for `{}/{name}` is waiting for a confirmation",
                     self.device()
@@ -231,7 +232,7 @@ impl Worker {
                 None => format!("the value {}", held.value),
             };
             let f = Failure::new(
-                "confirm_mismatch",
+                ResultCode::ConfirmMismatch,
                 format!(
                     "the confirmation does not match the waiting command: it must carry {want}"
                 ),
@@ -267,7 +268,7 @@ impl Worker {
             if let Some(h) = self.held.remove(&point) {
                 let timeout = self.point(point).write.confirm.unwrap_or_default();
                 let f = Failure::new(
-                    "confirm_timeout",
+                    ResultCode::ConfirmTimeout,
                     format!(
                         "not confirmed on {} within {}",
                         self.replier
@@ -292,7 +293,7 @@ impl Worker {
             let since = now.saturating_duration_since(*last);
             if since < period {
                 let f = Failure::new(
-                    "rate_limited",
+                    ResultCode::RateLimited,
                     format!(
                         "point `{}` takes at most one write per {}; the last was {} ago",
                         self.point(r.point).name,
@@ -377,7 +378,7 @@ impl Worker {
     ) -> Option<(usize, T)> {
         let Some(&point) = self.index.get(name) else {
             let f = Failure::new(
-                "unknown_point",
+                ResultCode::UnknownPoint,
                 format!("device `{}` has no point `{name}`", self.device()),
             );
             self.fail_named(msg, name, id, None, &f).await;
@@ -386,7 +387,7 @@ impl Worker {
         match parsed {
             Ok(c) => Some((point, c)),
             Err(reason) => {
-                let f = Failure::new("bad_payload", reason);
+                let f = Failure::new(ResultCode::BadPayload, reason);
                 self.fail(msg, None, point, None, None, &f).await;
                 None
             }

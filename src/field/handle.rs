@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::codec::Value;
 use super::link::{Exception, WriteData};
+use crate::payload::ResultCode;
 
 /// Why a write did not happen (or its result is unknown).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -36,15 +37,15 @@ pub enum WriteError {
 
 impl WriteError {
     /// Machine-readable code for command results.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ResultCode {
         match self {
-            Self::Offline(_) => "device_offline",
-            Self::Refused(_) => "device_exception",
-            Self::ReadBackRefused(_) => "readback_failed",
-            Self::Link(_) => "link_error",
-            Self::Decode(_) => "readback_failed",
-            Self::Mismatch(_) => "readback_mismatch",
-            Self::Stopped => "shutting_down",
+            Self::Offline(_) => ResultCode::DeviceOffline,
+            Self::Refused(_) => ResultCode::DeviceException,
+            Self::ReadBackRefused(_) => ResultCode::ReadbackFailed,
+            Self::Link(_) => ResultCode::LinkError,
+            Self::Decode(_) => ResultCode::ReadbackFailed,
+            Self::Mismatch(_) => ResultCode::ReadbackMismatch,
+            Self::Stopped => ResultCode::ShuttingDown,
         }
     }
 }
