@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use serde_json::{Map, Value as Json};
 use tracing::{info, warn};
 
-use crate::broker::{Broker, Message, Origin};
+use crate::broker::{Message, Origin, Publish};
 use crate::config::Qos;
 use crate::field::codec::Value;
 use crate::payload;
@@ -102,7 +102,7 @@ pub struct Record<'a> {
 #[derive(Clone)]
 pub struct Replier {
     pub topics: Topics,
-    pub broker: Arc<Broker>,
+    pub broker: Arc<dyn Publish>,
     /// Publish audit records on `{site}/$agent/audit`.
     pub audit_publish: bool,
 }
