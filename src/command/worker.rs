@@ -426,3 +426,139 @@ async fn sleep_until(at: Option<Instant>) {
 fn show_ms(d: Duration) -> String {
     format!("{}ms", d.as_millis())
 }
+
+#[cfg(test)]
+mod tests {
+    //! One device's worker with a stand-in for its line task ([`DeviceHandle::fake`]) and its
+    //! results published into an in-memory [`Recorder`].
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::sync::mpsc;
+
+    use super::{Input, Worker};
+    use crate::broker::{Message, Recorder};
+    use crate::command::reply::Replier;
+    use crate::command::Target;
+    use crate::config::{parse, testing::origin, Qos};
+    use crate::field::codec::Value;
+    use crate::field::link::WriteData;
+    use crate::field::{DeviceHandle, WriteReport};
+    use crate::topics::Topics;
+
+    type Error = Box<dyn std::error::Error>;
+    const WAIT: Duration = Duration::from_secs(10);
+    const CONFIG: &str =
+        "site: plant1\ndevices:\n  - name: boiler\n    tcp: \"10.0.0.1:502\"\n    \
+        points:\n      - {name: sp, kind: holding, address: 100, writable: {min: 0, max: 90}}\n";
+
+    struct Rig {
+        commands: mpsc::Sender<Input>,
+        results: mpsc::UnboundedReceiver<Message>,
+    }
+
+    /// The worker of a device reached through `handle`.
+    fn rig(handle: DeviceHandle, writes_enabled: bool) -> Result<Rig, Error> {
+        let config = parse(CONFIG, &origin())?;
+        let target = Target {
+            device: Arc::new(config.devices[0].clone()),
+            handle,
+        };
+        let (recorder, results) = Recorder::new();
+        let replier = Replier {
+            topics: Topics::new("plant1"),
+            broker: recorder,
+            audit_publish: false,
+        };
+        let (commands, rx) = mpsc::channel(8);
+        tokio::spawn(Worker::new(target, replier, writes_enabled).run(rx));
+        Ok(Rig { commands, results })
+    }
+
+    impl Rig {
+        async fn set(&self, payload: &str) -> Result<(), Error> {
+            let msg = Message::agent(
+                "plant1/boiler/sp/set".into(),
+                payload.to_owned(),
+                Qos::AtLeastOnce,
+                false,
+            );
+            self.commands.send(Input::Set(msg)).await?;
+            Ok(())
+        }
+
+        /// The next result on `plant1/boiler/sp/set/result`, as JSON.
+        async fn result(&mut self) -> Result<serde_json::Value, Error> {
+            let results = &mut self.results;
+            let msg = tokio::time::timeout(WAIT, async {
+                while let Some(m) = results.recv().await {
+                    if m.topic == "plant1/boiler/sp/set/result" {
+                        return Some(m);
+                    }
+                }
+                None
+            })
+            .await
+            .map_err(|_| "no result within the wait")?
+            .ok_or("the worker stopped")?;
+            Ok(serde_json::from_slice(&msg.payload)?)
+        }
+    }
+
+    #[tokio::test]
+    async fn refuses_bad_commands_with_their_code_and_never_writes() -> Result<(), Error> {
+        let (handle, mut writes) = DeviceHandle::fake(true);
+        let mut rig = rig(handle, true)?;
+        for (payload, code) in [
+            ("{\"nope\": 1}", "bad_payload"),
+            ("not json at all {", "bad_payload"),
+            ("{\"value\": 91, \"id\": \"a\"}", "above_max"),
+            ("-1", "below_min"),
+            ("true", "wrong_type"),
+        ] {
+            rig.set(payload).await?;
+            let r = rig.result().await?;
+            assert_eq!(r["ok"], false, "{payload}: {r}");
+            assert_eq!(r["code"], code, "{payload}: {r}");
+        }
+        // Every refusal was answered before this one; none reached the device.
+        assert!(writes.try_recv().is_err(), "a refused command was written");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn writes_a_good_command_and_answers_with_the_value_read_back() -> Result<(), Error> {
+        let (handle, mut writes) = DeviceHandle::fake(true);
+        let mut rig = rig(handle, true)?;
+        rig.set("{\"value\": 42, \"id\": \"c1\"}").await?;
+        let write = tokio::time::timeout(WAIT, writes.recv())
+            .await?
+            .ok_or("no write")?;
+        assert_eq!(write.point, 0);
+        assert_eq!(write.data, WriteData::Registers(vec![42]));
+        let _ = write.reply.send(WriteReport {
+            old: Some(Value::Int(10)),
+            result: Ok(Value::Int(42)),
+        });
+        let r = rig.result().await?;
+        assert_eq!(r["ok"], true, "{r}");
+        assert_eq!(r["id"], "c1");
+        assert_eq!(r["value"], 42);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn refuses_everything_when_writes_are_disabled() -> Result<(), Error> {
+        let (handle, mut writes) = DeviceHandle::fake(true);
+        let mut rig = rig(handle, false)?;
+        rig.set("42").await?;
+        let r = rig.result().await?;
+        assert_eq!(
+            (r["ok"].clone(), r["code"].clone()),
+            (false.into(), "writes_disabled".into())
+        );
+        assert!(writes.try_recv().is_err());
+        Ok(())
+    }
+}

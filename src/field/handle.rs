@@ -125,3 +125,36 @@ impl DeviceHandle {
         self.online.load(Ordering::Acquire)
     }
 }
+
+/// A write as a test's stand-in for the line task sees it.
+#[cfg(test)]
+#[derive(Debug)]
+pub struct FakeWrite {
+    pub point: usize,
+    pub data: WriteData,
+    pub reply: oneshot::Sender<WriteReport>,
+}
+
+#[cfg(test)]
+impl DeviceHandle {
+    /// A handle to a device with no line task: its writes arrive on the returned receiver,
+    /// for the test to answer. `online` is what the handle reports.
+    pub fn fake(online: bool) -> (Self, mpsc::UnboundedReceiver<FakeWrite>) {
+        let (tx, mut rx) = mpsc::channel(8);
+        let (out, writes) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(Request::Write {
+                point, data, reply, ..
+            }) = rx.recv().await
+            {
+                let _ = out.send(FakeWrite { point, data, reply });
+            }
+        });
+        let handle = Self {
+            tx,
+            slave: 0,
+            online: Arc::new(AtomicBool::new(online)),
+        };
+        (handle, writes)
+    }
+}
