@@ -332,6 +332,52 @@ impl Session {
     }
 }
 
+/// What the drain needs of the upstream connection: hand over publishes and the downlink
+/// subscription, ask for a clean disconnect, and the next event. [`Session`] (rumqttc) in the
+/// agent; a scripted stand-in in the drain's tests.
+pub(crate) trait Upstream: Send {
+    /// See [`Session::try_publish`].
+    fn try_publish(
+        &self,
+        topic: impl Into<String>,
+        qos: Qos,
+        retain: bool,
+        payload: Bytes,
+        sequence: Option<(&str, i64)>,
+    ) -> Result<(), Full>;
+    /// See [`Session::try_subscribe`].
+    fn try_subscribe(&self, subs: &[Subscription]) -> Result<(), Full>;
+    /// See [`Session::try_disconnect`].
+    fn try_disconnect(&self);
+    /// See [`Session::poll`].
+    fn poll(&mut self) -> impl std::future::Future<Output = Result<LinkEvent, String>> + Send;
+}
+
+impl Upstream for Session {
+    fn try_publish(
+        &self,
+        topic: impl Into<String>,
+        qos: Qos,
+        retain: bool,
+        payload: Bytes,
+        sequence: Option<(&str, i64)>,
+    ) -> Result<(), Full> {
+        Session::try_publish(self, topic, qos, retain, payload, sequence)
+    }
+
+    fn try_subscribe(&self, subs: &[Subscription]) -> Result<(), Full> {
+        Session::try_subscribe(self, subs)
+    }
+
+    fn try_disconnect(&self) {
+        Session::try_disconnect(self);
+    }
+
+    fn poll(&mut self) -> impl std::future::Future<Output = Result<LinkEvent, String>> + Send {
+        Session::poll(self)
+    }
+}
+
 /// Whether rumqttc will take `topic` as a PUBLISH topic (it refuses wildcards; MQTT refuses
 /// an empty topic without an alias).
 pub(crate) fn valid_topic(topic: &str) -> bool {
