@@ -8,17 +8,14 @@ use crate::config::{self, Config, Device, Point, Transport};
 use crate::field::{busload, plan};
 
 use super::args::ConfigArg;
-use super::common::{invalid, EXIT_INVALID};
+use super::common::{config_path, invalid, EXIT_INVALID};
 use super::queue;
 
 /// Checks the config `arg` names, with the files it names (password, ACL, certificates).
 pub fn main(arg: &ConfigArg) -> ExitCode {
-    let path = match arg.path() {
+    let path = match config_path(arg) {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_INVALID);
-        }
+        Err(code) => return code,
     };
     match config::load(path) {
         Ok(config) => {

@@ -4,6 +4,7 @@
 //! Exit codes: 0 success; 1 a runtime failure; [`EXIT_INVALID`] (2) an invalid config or bad
 //! usage.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use crate::config::{self, Config, ConfigError};
@@ -15,17 +16,22 @@ pub const EXIT_INVALID: u8 = 2;
 
 /// Loads the config `arg` names and runs `f` with it; exit 2 when it cannot be loaded.
 pub fn with_config(arg: &ConfigArg, f: impl FnOnce(Config) -> ExitCode) -> ExitCode {
-    let path = match arg.path() {
+    let path = match config_path(arg) {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_INVALID);
-        }
+        Err(code) => return code,
     };
     match config::load(path) {
         Ok(config) => f(config),
         Err(e) => invalid(&e),
     }
+}
+
+/// The config file `arg` names; exit 2 (said why) when it names none.
+pub fn config_path(arg: &ConfigArg) -> Result<&Path, ExitCode> {
+    arg.path().map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_INVALID)
+    })
 }
 
 /// Prints every error of an invalid config; exit 2.

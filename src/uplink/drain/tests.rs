@@ -97,6 +97,18 @@ async fn queued_at(queue: &Queue, depth: u64) -> Result<Vec<String>, Error> {
     Ok(rows.into_iter().map(|r| r.record.topic).collect())
 }
 
+/// The upstream acknowledges `pkids` (PUBACK).
+fn puback(events: &mpsc::UnboundedSender<LinkEvent>, pkids: [u16; 2]) -> Result<(), Error> {
+    for pkid in pkids {
+        events.send(LinkEvent::Ack {
+            pkid,
+            kind: AckKind::PubAck,
+            refused: None,
+        })?;
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn hands_rows_over_in_order_and_deletes_only_the_acknowledged_ones() -> Result<(), Error> {
     let dir = tempfile::tempdir()?;
@@ -138,21 +150,9 @@ async fn hands_rows_over_in_order_and_deletes_only_the_acknowledged_ones() -> Re
         }
         // Written is not acknowledged: nothing is deleted. Acknowledge the birth and the second
         // row only: exactly that row goes.
-        for pkid in [1, 3] {
-            events.send(LinkEvent::Ack {
-                pkid,
-                kind: AckKind::PubAck,
-                refused: None,
-            })?;
-        }
+        puback(&events, [1, 3])?;
         assert_eq!(queued_at(&queue, 2).await?, ["t/1", "t/3"]);
-        for pkid in [2, 4] {
-            events.send(LinkEvent::Ack {
-                pkid,
-                kind: AckKind::PubAck,
-                refused: None,
-            })?;
-        }
+        puback(&events, [2, 4])?;
         assert_eq!(queued_at(&queue, 0).await?, Vec::<String>::new());
         cancel.cancel();
         Ok::<(), Error>(())
