@@ -162,4 +162,44 @@ mod tests {
         assert_eq!(seen.len(), ResultCode::ALL.len(), "no code listed twice");
         assert_eq!(ResultCode::from_wire("nope"), None);
     }
+
+    /// Its place in [`ResultCode::ALL`]; does not compile when a variant is added without one.
+    fn place(code: ResultCode) -> usize {
+        match code {
+            ResultCode::BadPayload => 0,
+            ResultCode::NotWritable => 1,
+            ResultCode::WrongType => 2,
+            ResultCode::TooLong => 3,
+            ResultCode::WrongLength => 4,
+            ResultCode::NotInEnum => 5,
+            ResultCode::BelowMin => 6,
+            ResultCode::AboveMax => 7,
+            ResultCode::NotOnStep => 8,
+            ResultCode::NotRepresentable => 9,
+            ResultCode::OutOfRange => 10,
+            ResultCode::WritesDisabled => 11,
+            ResultCode::UnknownDevice => 12,
+            ResultCode::UnknownPoint => 13,
+            ResultCode::Busy => 14,
+            ResultCode::RateLimited => 15,
+            ResultCode::AwaitingConfirm => 16,
+            ResultCode::ConfirmMismatch => 17,
+            ResultCode::ConfirmTimeout => 18,
+            ResultCode::NothingToConfirm => 19,
+            ResultCode::Superseded => 20,
+            ResultCode::ShuttingDown => 21,
+            ResultCode::DeviceOffline => 22,
+            ResultCode::DeviceException => 23,
+            ResultCode::ReadbackFailed => 24,
+            ResultCode::LinkError => 25,
+            ResultCode::ReadbackMismatch => 26,
+        }
+    }
+
+    #[test]
+    fn all_lists_every_code_once() {
+        for (i, code) in ResultCode::ALL.into_iter().enumerate() {
+            assert_eq!(place(code), i, "{code}");
+        }
+    }
 }
