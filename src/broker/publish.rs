@@ -1,5 +1,5 @@
 //! [`Publish`]: the one thing the field pollers and the command path need of the broker, so
-//! that they can be tested with an in-memory publisher ([`Recorder`], tests only) instead of a
+//! that they can be tested with an in-memory publisher (`Recorder`, tests only) instead of a
 //! running broker.
 
 use async_trait::async_trait;

@@ -69,27 +69,27 @@ pub enum Command {
 pub struct PasswdArgs {
     /// Create the file with only this user, overwriting an existing file.
     #[arg(short = 'c')]
-    pub create: bool,
+    pub(super) create: bool,
     /// Delete the user.
     #[arg(short = 'D', conflicts_with_all = ["create", "stdin", "batch"])]
-    pub delete: bool,
+    pub(super) delete: bool,
     /// Read the password from the first line of standard input instead of prompting.
     #[arg(long, conflicts_with = "batch")]
-    pub stdin: bool,
+    pub(super) stdin: bool,
     /// Batch mode: the password is the third argument (visible to other users in `ps`).
     #[arg(short = 'b', requires = "password")]
-    pub batch: bool,
+    pub(super) batch: bool,
     /// PBKDF2-SHA512 iterations (mosquitto_passwd uses 101).
     #[arg(short = 'I', long, default_value_t = broker::passwd::DEFAULT_ITERATIONS,
           value_parser = clap::value_parser!(u32).range(1..))]
-    pub iterations: u32,
+    pub(super) iterations: u32,
     /// The password file.
-    pub file: PathBuf,
+    pub(super) file: PathBuf,
     /// The user name.
-    pub user: String,
+    pub(super) user: String,
     /// The password (only with -b).
     #[arg(requires = "batch")]
-    pub password: Option<String>,
+    pub(super) password: Option<String>,
 }
 
 /// `ferrule probe TARGET --unit N --holding ADDRESS [--count N]`.
@@ -99,28 +99,28 @@ pub struct ProbeArgs {
     /// The device: tcp://HOST[:PORT] (port 502 by default) or
     /// rtu:///dev/ttyUSB0?baud=9600&parity=none&data_bits=8&stop_bits=1 (default 19200 8E1).
     #[arg(value_name = "TARGET")]
-    pub target: String,
+    pub(super) target: String,
     /// Modbus unit (slave) id.
     #[arg(long, default_value_t = 1)]
-    pub unit: u8,
+    pub(super) unit: u8,
     /// Read holding registers from this 0-based address (FC03).
     #[arg(long, value_name = "ADDRESS")]
-    pub holding: Option<u16>,
+    pub(super) holding: Option<u16>,
     /// Read input registers from this 0-based address (FC04).
     #[arg(long, value_name = "ADDRESS")]
-    pub input: Option<u16>,
+    pub(super) input: Option<u16>,
     /// Read coils from this 0-based address (FC01).
     #[arg(long, value_name = "ADDRESS")]
-    pub coils: Option<u16>,
+    pub(super) coils: Option<u16>,
     /// Read discrete inputs from this 0-based address (FC02).
     #[arg(long, value_name = "ADDRESS")]
-    pub discrete: Option<u16>,
+    pub(super) discrete: Option<u16>,
     /// Number of registers (1-125) or bits (1-2000) to read.
     #[arg(long, default_value_t = 4)]
-    pub count: u16,
+    pub(super) count: u16,
     /// How long to wait for the connection and for the answer, e.g. 500ms, 2s.
     #[arg(long, default_value = "1s", value_parser = config::parse_duration)]
-    pub timeout: Duration,
+    pub(super) timeout: Duration,
 }
 
 /// The config file, as `--config FILE` or a positional `FILE`.
@@ -128,10 +128,10 @@ pub struct ProbeArgs {
 pub struct ConfigArg {
     /// Config file (YAML).
     #[arg(short = 'c', long = "config", value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub(super) config: Option<PathBuf>,
     /// Config file (YAML), as an alternative to --config.
     #[arg(value_name = "FILE", conflicts_with = "config")]
-    pub file: Option<PathBuf>,
+    pub(super) file: Option<PathBuf>,
 }
 
 impl ConfigArg {
@@ -173,10 +173,10 @@ pub enum QueueCommand {
 #[derive(Debug, Args)]
 pub struct PurgeArgs {
     #[command(flatten)]
-    pub config: ConfigArg,
+    pub(super) config: ConfigArg,
     /// Do not ask for confirmation.
     #[arg(long)]
-    pub yes: bool,
+    pub(super) yes: bool,
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
@@ -191,17 +191,17 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
 pub struct MigrateArgs {
     /// The Mosquitto configuration (e.g. /etc/mosquitto/mosquitto.conf); its `include_dir`
     /// directories are read too.
-    pub file: PathBuf,
+    pub(super) file: PathBuf,
     /// Where to write the ferrule config (default: standard output). A bridge password is
     /// written beside it, in `uplink-password` (mode 0600).
     #[arg(short = 'o', long = "output", value_name = "OUT")]
-    pub output: Option<PathBuf>,
+    pub(super) output: Option<PathBuf>,
     /// The `site` of the new config: the first topic level of what ferrule publishes itself.
     #[arg(long, default_value = "gateway")]
-    pub site: String,
+    pub(super) site: String,
     /// Overwrite OUT (and the password file) if they exist.
     #[arg(long)]
-    pub force: bool,
+    pub(super) force: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -214,26 +214,26 @@ pub enum ImportCommand {
 #[derive(Debug, Args)]
 pub struct CsvArgs {
     /// The CSV file (`,`, `;` or tab separated; the first line is the header).
-    pub file: PathBuf,
+    pub(super) file: PathBuf,
     /// Name of the profile (what devices give as `profile:`).
     #[arg(long)]
-    pub profile: String,
+    pub(super) profile: String,
     /// Where to write the profile (default: standard output), e.g. profiles/NAME.yaml.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    pub(super) output: Option<PathBuf>,
     /// Which header gives which key, when the loose matching does not find it:
     /// `--columns address="Reg. no",type=Format`.
     #[arg(long, value_delimiter = ',', value_name = "KEY=HEADER")]
-    pub columns: Vec<String>,
+    pub(super) columns: Vec<String>,
     /// Table of rows that give none and whose address is not a Modicon address.
     #[arg(long, value_parser = parse_kind)]
-    pub kind: Option<RegisterKind>,
+    pub(super) kind: Option<RegisterKind>,
     /// Default word order of the profile (ABCD, CDAB, BADC, DCBA).
     #[arg(long, value_parser = parse_order)]
-    pub order: Option<WordOrder>,
+    pub(super) order: Option<WordOrder>,
     /// Overwrite the output file if it exists.
     #[arg(long)]
-    pub force: bool,
+    pub(super) force: bool,
 }
 
 fn parse_kind(s: &str) -> Result<RegisterKind, String> {

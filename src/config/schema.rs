@@ -1,5 +1,5 @@
 //! The shape of the config file: each section's keys, which are required, and their defaults (the
-//! `DEFAULT_*` constants of `model.rs`), decoded with the `decode` toolkit.
+//! `DEFAULT_*` constants of `model/defaults.rs`), decoded with the `decode` toolkit.
 //!
 //! The rules across fields and items live in `validate.rs`; they are called here as soon as what
 //! they look at has decoded, so a problem in one item never hides a problem in another.
