@@ -11,6 +11,10 @@ use serde_json::{Map, Value as Json};
 
 use crate::field::codec::Value;
 
+mod result_code;
+
+pub use result_code::ResultCode;
+
 /// Quality of a published point value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Quality {
@@ -87,7 +91,7 @@ pub fn point_state(
 /// read-back (`readback_mismatch`) carries it as `value` too.
 pub fn command_result(
     id: Option<&str>,
-    outcome: Result<Value, (&str, &str)>,
+    outcome: Result<Value, (ResultCode, &str)>,
     at: SystemTime,
 ) -> String {
     command_result_with(id, outcome, None, at)
@@ -96,7 +100,7 @@ pub fn command_result(
 /// [`command_result`] with the value read back after a failed check of the write.
 pub fn command_result_with(
     id: Option<&str>,
-    outcome: Result<Value, (&str, &str)>,
+    outcome: Result<Value, (ResultCode, &str)>,
     read_back: Option<&Value>,
     at: SystemTime,
 ) -> String {
@@ -115,7 +119,7 @@ pub fn command_result_with(
             if let Some(v) = read_back {
                 obj.insert("value".into(), v.to_json());
             }
-            obj.insert("code".into(), Json::String(code.into()));
+            obj.insert("code".into(), Json::String(code.as_str().into()));
             obj.insert("error".into(), Json::String(error.into()));
         }
     }
@@ -138,7 +142,10 @@ pub fn command_pending(
         id.map_or(Json::Null, |i| Json::String(i.into())),
     );
     obj.insert("pending".into(), Json::Bool(true));
-    obj.insert("code".into(), Json::String("awaiting_confirm".into()));
+    obj.insert(
+        "code".into(),
+        Json::String(ResultCode::AwaitingConfirm.as_str().into()),
+    );
     obj.insert("confirm_topic".into(), Json::String(confirm_topic.into()));
     obj.insert("expires".into(), Json::String(timestamp(expires)));
     obj.insert("ts".into(), Json::String(timestamp(at)));
@@ -199,7 +206,7 @@ mod tests {
         );
         let mismatch = command_result_with(
             Some("m"),
-            Err(("readback_mismatch", "wrote 5, read back 0")),
+            Err((ResultCode::ReadbackMismatch, "wrote 5, read back 0")),
             Some(&Value::Int(0)),
             at(),
         );
@@ -212,7 +219,11 @@ mod tests {
             pending,
             r#"{"id":"p","pending":true,"code":"awaiting_confirm","confirm_topic":"s/d/p/confirm","expires":"2026-11-27T10:00:00.123Z","ts":"2026-11-27T10:00:00.123Z"}"#
         );
-        let bad = command_result(None, Err(("above_max", "42000 above max 9000")), at());
+        let bad = command_result(
+            None,
+            Err((ResultCode::AboveMax, "42000 above max 9000")),
+            at(),
+        );
         assert_eq!(
             bad,
             r#"{"id":null,"ok":false,"code":"above_max","error":"42000 above max 9000","ts":"2026-11-27T10:00:00.123Z"}"#

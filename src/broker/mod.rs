@@ -40,6 +40,7 @@ mod listener;
 mod message;
 pub mod passwd;
 mod persist;
+mod publish;
 mod ratelog;
 mod retain;
 mod router;
@@ -54,5 +55,8 @@ mod ws;
 
 pub use engine::ClientInfo;
 pub use message::{Message, Origin};
+pub use publish::Publish;
+#[cfg(test)]
+pub use publish::Recorder;
 pub use server::{Broker, BrokerError, NoTap, Tap, TapError};
 pub use stats::{BrokerStats, BrokerStatus, StatsSnapshot};

@@ -5,59 +5,10 @@
 //! usage; 1 the files cannot be read or written.
 
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Subcommand};
-
+use super::args::ImportCommand;
 use crate::config::import::{csv_to_profile, ImportOptions, KEYS};
-use crate::config::{RegisterKind, WordOrder};
-
-#[derive(Debug, Subcommand)]
-pub enum ImportCommand {
-    /// A CSV register map (name, kind or Modicon address, type, order, scale, offset, unit,
-    /// writable, min, max; headers matched loosely) → a profile file.
-    Csv(CsvArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct CsvArgs {
-    /// The CSV file (`,`, `;` or tab separated; the first line is the header).
-    file: PathBuf,
-    /// Name of the profile (what devices give as `profile:`).
-    #[arg(long)]
-    profile: String,
-    /// Where to write the profile (default: standard output), e.g. profiles/NAME.yaml.
-    #[arg(short = 'o', long = "output", value_name = "FILE")]
-    output: Option<PathBuf>,
-    /// Which header gives which key, when the loose matching does not find it:
-    /// `--columns address="Reg. no",type=Format`.
-    #[arg(long, value_delimiter = ',', value_name = "KEY=HEADER")]
-    columns: Vec<String>,
-    /// Table of rows that give none and whose address is not a Modicon address.
-    #[arg(long, value_parser = parse_kind)]
-    kind: Option<RegisterKind>,
-    /// Default word order of the profile (ABCD, CDAB, BADC, DCBA).
-    #[arg(long, value_parser = parse_order)]
-    order: Option<WordOrder>,
-    /// Overwrite the output file if it exists.
-    #[arg(long)]
-    force: bool,
-}
-
-fn parse_kind(s: &str) -> Result<RegisterKind, String> {
-    RegisterKind::ALL
-        .into_iter()
-        .find(|k| k.as_str() == s)
-        .ok_or_else(|| format!("`{s}`: expected holding, input, coil or discrete"))
-}
-
-fn parse_order(s: &str) -> Result<WordOrder, String> {
-    WordOrder::ALL
-        .into_iter()
-        .find(|o| o.as_str().eq_ignore_ascii_case(s))
-        .ok_or_else(|| format!("`{s}`: expected ABCD, CDAB, BADC or DCBA"))
-}
 
 pub fn main(cmd: &ImportCommand) -> ExitCode {
     let ImportCommand::Csv(args) = cmd;
@@ -70,7 +21,7 @@ pub fn main(cmd: &ImportCommand) -> ExitCode {
                     "error: --columns {c}: expected KEY=HEADER, KEY one of {}",
                     KEYS.join(", ")
                 );
-                return ExitCode::from(super::EXIT_INVALID);
+                return ExitCode::from(super::common::EXIT_INVALID);
             }
         }
     }
@@ -95,7 +46,7 @@ pub fn main(cmd: &ImportCommand) -> ExitCode {
                 eprintln!("{p}");
             }
             eprintln!("{} error(s); no profile written", problems.len());
-            return ExitCode::from(super::EXIT_INVALID);
+            return ExitCode::from(super::common::EXIT_INVALID);
         }
     };
     let written = match &args.output {

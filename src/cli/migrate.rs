@@ -10,31 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::Args;
 
+use super::args::MigrateArgs;
 use crate::config::{self, Origin};
 use crate::migrate;
 
 /// Exit code when the config was written but some options cannot be honoured.
 pub const EXIT_UNHONOURED: u8 = 3;
-
-/// `ferrule migrate FILE [-o OUT] [--site NAME] [--force]`.
-#[derive(Debug, Args)]
-pub struct MigrateArgs {
-    /// The Mosquitto configuration (e.g. /etc/mosquitto/mosquitto.conf); its `include_dir`
-    /// directories are read too.
-    file: PathBuf,
-    /// Where to write the ferrule config (default: standard output). A bridge password is
-    /// written beside it, in `uplink-password` (mode 0600).
-    #[arg(short = 'o', long = "output", value_name = "OUT")]
-    output: Option<PathBuf>,
-    /// The `site` of the new config: the first topic level of what ferrule publishes itself.
-    #[arg(long, default_value = "gateway")]
-    site: String,
-    /// Overwrite OUT (and the password file) if they exist.
-    #[arg(long)]
-    force: bool,
-}
 
 pub fn main(args: &MigrateArgs) -> ExitCode {
     match run(args) {

@@ -11,55 +11,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use clap::{Args, Subcommand};
 
-use super::ConfigArg;
+use super::args::{ConfigArg, QueueCommand};
 use crate::config::{self, QueueConfig};
 use crate::payload::timestamp;
 use crate::store::inspect::{self, Snapshot};
 use crate::store::{Counter, Row};
-
-#[derive(Debug, Subcommand)]
-pub enum QueueCommand {
-    /// Depth, size, oldest message, rates, and what was dropped (per reason) since the file was
-    /// created.
-    Stats {
-        #[command(flatten)]
-        config: ConfigArg,
-        /// Print one JSON object instead of text.
-        #[arg(long)]
-        json: bool,
-        /// Measure the rates over this long (e.g. 1s, 500ms; 0 skips them).
-        #[arg(long, default_value = "1s", value_parser = parse_interval)]
-        interval: Duration,
-    },
-    /// The next messages to be sent, oldest first.
-    Peek {
-        #[command(flatten)]
-        config: ConfigArg,
-        /// How many.
-        #[arg(short = 'n', long, default_value_t = 10)]
-        count: usize,
-    },
-    /// Delete every queued message (they will never be sent); asks first.
-    Purge(PurgeArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct PurgeArgs {
-    #[command(flatten)]
-    config: ConfigArg,
-    /// Do not ask for confirmation.
-    #[arg(long)]
-    yes: bool,
-}
-
-fn parse_interval(s: &str) -> Result<Duration, String> {
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    config::parse_duration(s)
-}
 
 /// Runs a `queue` subcommand.
 pub fn main(cmd: QueueCommand) -> ExitCode {
@@ -89,12 +46,12 @@ fn with_queue(
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");
-            return Ok(ExitCode::from(super::EXIT_INVALID));
+            return Ok(ExitCode::from(super::common::EXIT_INVALID));
         }
     };
     let config = match config::load(path) {
         Ok(c) => c,
-        Err(e) => return Ok(super::invalid(&e)),
+        Err(e) => return Ok(super::common::invalid(&e)),
     };
     let Some(uplink) = config.uplink else {
         bail!(

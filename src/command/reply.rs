@@ -12,10 +12,11 @@ use std::time::SystemTime;
 use serde_json::{Map, Value as Json};
 use tracing::{info, warn};
 
-use crate::broker::{Broker, Message, Origin};
+use crate::broker::{Message, Origin, Publish};
 use crate::config::Qos;
 use crate::field::codec::Value;
 use crate::payload;
+use crate::payload::ResultCode;
 use crate::topics::Topics;
 
 use super::parse::CommandValue;
@@ -65,14 +66,14 @@ impl Caller {
 /// Why a command did not succeed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
-    pub code: &'static str,
+    pub code: ResultCode,
     pub error: String,
     /// The value read back, when the write happened but does not show (`readback_mismatch`).
     pub read_back: Option<Value>,
 }
 
 impl Failure {
-    pub fn new(code: &'static str, error: impl Into<String>) -> Self {
+    pub fn new(code: ResultCode, error: impl Into<String>) -> Self {
         Self {
             code,
             error: error.into(),
@@ -101,7 +102,7 @@ pub struct Record<'a> {
 #[derive(Clone)]
 pub struct Replier {
     pub topics: Topics,
-    pub broker: Arc<Broker>,
+    pub broker: Arc<dyn Publish>,
     /// Publish audit records on `{site}/$agent/audit`.
     pub audit_publish: bool,
 }
@@ -201,7 +202,7 @@ impl Replier {
                     target: "ferrule::audit",
                     client_id = %caller.client_id, user, source = caller.source, device = rec.device,
                     point = rec.point, id, request = %request, old = %old, new = %new,
-                    result = f.code, error = %f.error, confirmed_by, "command"
+                    result = f.code.as_str(), error = %f.error, confirmed_by, "command"
                 );
             }
         }
@@ -236,7 +237,7 @@ fn audit_record(caller: &Caller, rec: &Record<'_>, at: SystemTime) -> String {
                 f.read_back.as_ref().map_or(Json::Null, Value::to_json),
             );
             obj.insert("ok".into(), Json::Bool(false));
-            obj.insert("code".into(), text(f.code));
+            obj.insert("code".into(), text(f.code.as_str()));
             obj.insert("error".into(), text(&f.error));
         }
     }
@@ -285,7 +286,7 @@ mod tests {
             audit_record(&caller, &rec, at),
             r#"{"ts":"1970-01-01T00:00:00.000Z","client_id":"hmi-1","user":"alice","source":"lan","device":"boiler","point":"sp","id":"c1","request":42.0,"old":10,"new":42,"ok":true}"#
         );
-        let failure = Failure::new("above_max", "500 above max 90");
+        let failure = Failure::new(ResultCode::AboveMax, "500 above max 90");
         let rec = Record {
             result: Err(&failure),
             old: None,

@@ -14,6 +14,7 @@
 use crate::config::{DataType, Point, RegisterKind, Writable};
 use crate::field::codec;
 use crate::field::link::WriteData;
+use crate::payload::ResultCode;
 
 use super::parse::CommandValue;
 
@@ -23,12 +24,12 @@ pub struct Refusal {
     /// Machine-readable code (`not_writable`, `wrong_type`, `too_long`, `wrong_length`,
     /// `not_in_enum`, `below_min`, `above_max`, `not_on_step`, `not_representable`,
     /// `out_of_range`).
-    pub code: &'static str,
+    pub code: ResultCode,
     /// Human-readable reason naming the value and what is allowed.
     pub message: String,
 }
 
-fn refuse(code: &'static str, message: String) -> Refusal {
+fn refuse(code: ResultCode, message: String) -> Refusal {
     Refusal { code, message }
 }
 
@@ -41,7 +42,7 @@ pub fn check(point: &Point, value: &CommandValue) -> Result<WriteData, Refusal> 
     let (min, max) = match point.writable {
         Writable::No => {
             return Err(refuse(
-                "not_writable",
+                ResultCode::NotWritable,
                 format!(
                     "point `{}` is not writable (set `writable: true` on it to allow commands)",
                     point.name
@@ -52,7 +53,7 @@ pub fn check(point: &Point, value: &CommandValue) -> Result<WriteData, Refusal> 
     };
     if !point.kind.is_writable() {
         return Err(refuse(
-            "not_writable",
+            ResultCode::NotWritable,
             format!(
                 "point `{}` is a read-only {} and cannot be written",
                 point.name, point.kind
@@ -61,7 +62,7 @@ pub fn check(point: &Point, value: &CommandValue) -> Result<WriteData, Refusal> 
     }
     if point.data_type == DataType::Bits {
         return Err(refuse(
-            "not_writable",
+            ResultCode::NotWritable,
             format!(
                 "point `{}` is a `bits` register and cannot be written whole",
                 point.name
@@ -100,7 +101,7 @@ pub fn check(point: &Point, value: &CommandValue) -> Result<WriteData, Refusal> 
     if point.data_type == DataType::String {
         let CommandValue::Text(text) = value else {
             return Err(refuse(
-                "wrong_type",
+                ResultCode::WrongType,
                 format!("expected a string, got {value}"),
             ));
         };
@@ -108,7 +109,7 @@ pub fn check(point: &Point, value: &CommandValue) -> Result<WriteData, Refusal> 
             .map(WriteData::Registers)
             .ok_or_else(|| {
                 refuse(
-                    "too_long",
+                    ResultCode::TooLong,
                     format!(
                         "{value} is {} bytes; point `{}` holds at most {} ({} registers)",
                         text.len(),
@@ -138,7 +139,7 @@ fn elements<'v>(point: &Point, value: &'v CommandValue) -> Result<&'v [CommandVa
     match value {
         CommandValue::Array(items) if items.len() == usize::from(point.count) => Ok(items),
         CommandValue::Array(items) => Err(refuse(
-            "wrong_length",
+            ResultCode::WrongLength,
             format!(
                 "point `{}` has {} elements, the command gives {}",
                 point.name,
@@ -147,7 +148,7 @@ fn elements<'v>(point: &Point, value: &'v CommandValue) -> Result<&'v [CommandVa
             ),
         )),
         other => Err(refuse(
-            "wrong_type",
+            ResultCode::WrongType,
             format!(
                 "point `{}` is an array of {}: expected a JSON array of {} values, got {other}",
                 point.name, point.count, point.data_type
@@ -161,7 +162,7 @@ fn boolean(value: &CommandValue) -> Result<bool, Refusal> {
         CommandValue::Bool(b) => Ok(*b),
         CommandValue::Number(n) if *n == 0.0 || *n == 1.0 => Ok(*n == 1.0),
         other => Err(refuse(
-            "wrong_type",
+            ResultCode::WrongType,
             format!("expected true or false (or 1/0), got {other}"),
         )),
     }
@@ -183,7 +184,7 @@ fn number(
             .map(|(_, v)| *v)
             .ok_or_else(|| {
                 refuse(
-                    "not_in_enum",
+                    ResultCode::NotInEnum,
                     format!("{value} is not one of {}", enum_list(point)),
                 )
             })?,
@@ -194,32 +195,32 @@ fn number(
                 format!(" or one of {}", enum_list(point))
             };
             return Err(refuse(
-                "wrong_type",
+                ResultCode::WrongType,
                 format!("expected a number{hint}, got {other}"),
             ));
         }
     };
     if !point.names.is_empty() && !point.names.iter().any(|(_, n)| *n == v) {
         return Err(refuse(
-            "not_in_enum",
+            ResultCode::NotInEnum,
             format!("{v} is not one of {}", enum_list(point)),
         ));
     }
     if let Some(lo) = min {
         if v < lo {
-            return Err(refuse("below_min", format!("{v} below min {lo}")));
+            return Err(refuse(ResultCode::BelowMin, format!("{v} below min {lo}")));
         }
     }
     if let Some(hi) = max {
         if v > hi {
-            return Err(refuse("above_max", format!("{v} above max {hi}")));
+            return Err(refuse(ResultCode::AboveMax, format!("{v} above max {hi}")));
         }
     }
     if let Some(step) = point.write.step {
         let base = min.unwrap_or(0.0);
         if !whole((v - base) / step) {
             return Err(refuse(
-                "not_on_step",
+                ResultCode::NotOnStep,
                 format!("{v} is not {base} plus a multiple of the step {step}"),
             ));
         }
@@ -236,13 +237,13 @@ fn number(
                 point.name, point.scale, point.offset
             )
         };
-        return Err(refuse("not_representable", msg));
+        return Err(refuse(ResultCode::NotRepresentable, msg));
     }
     codec::from_engineering(point.data_type, v, point.scale, point.offset)
         .map(|raw| codec::raw_to_words(raw, point.order))
         .map_err(|e| {
             refuse(
-                "out_of_range",
+                ResultCode::OutOfRange,
                 format!("{v} cannot be written to point `{}`: {e}", point.name),
             )
         })
@@ -285,12 +286,12 @@ mod tests {
         let p = point(RegisterKind::Holding, DataType::U16, Writable::No);
         assert_eq!(
             check(&p, &CommandValue::Number(1.0)).map_err(|r| r.code),
-            Err("not_writable")
+            Err(ResultCode::NotWritable)
         );
         let p = point(RegisterKind::Input, DataType::U16, ANY);
         assert_eq!(
             check(&p, &CommandValue::Number(1.0)).map_err(|r| r.code),
-            Err("not_writable")
+            Err(ResultCode::NotWritable)
         );
     }
 
@@ -305,10 +306,13 @@ mod tests {
             },
         );
         let r = check(&p, &CommandValue::Number(42000.0));
-        assert_eq!(r, Err(refuse("above_max", "42000 above max 9000".into())));
+        assert_eq!(
+            r,
+            Err(refuse(ResultCode::AboveMax, "42000 above max 9000".into()))
+        );
         assert_eq!(
             check(&p, &CommandValue::Number(-1.0)).map_err(|r| r.code),
-            Err("below_min")
+            Err(ResultCode::BelowMin)
         );
         assert_eq!(
             check(&p, &CommandValue::Number(9000.0)),
@@ -321,19 +325,19 @@ mod tests {
         let p = point(RegisterKind::Holding, DataType::U16, ANY);
         assert_eq!(
             check(&p, &CommandValue::Bool(true)).map_err(|r| r.code),
-            Err("wrong_type")
+            Err(ResultCode::WrongType)
         );
         assert_eq!(
             check(&p, &CommandValue::Text("x".into())).map_err(|r| r.code),
-            Err("wrong_type")
+            Err(ResultCode::WrongType)
         );
         assert_eq!(
             check(&p, &CommandValue::Number(1.5)).map_err(|r| r.code),
-            Err("not_representable")
+            Err(ResultCode::NotRepresentable)
         );
         assert_eq!(
             check(&p, &CommandValue::Number(70000.0)).map_err(|r| r.code),
-            Err("out_of_range")
+            Err(ResultCode::OutOfRange)
         );
         let c = point(RegisterKind::Coil, DataType::Bool, ANY);
         assert_eq!(
@@ -346,11 +350,11 @@ mod tests {
         );
         assert_eq!(
             check(&c, &CommandValue::Number(2.0)).map_err(|r| r.code),
-            Err("wrong_type")
+            Err(ResultCode::WrongType)
         );
     }
 
-    fn code(p: &Point, v: CommandValue) -> Result<WriteData, &'static str> {
+    fn code(p: &Point, v: CommandValue) -> Result<WriteData, ResultCode> {
         check(p, &v).map_err(|r| r.code)
     }
 
@@ -370,9 +374,12 @@ mod tests {
             code(&p, CommandValue::Number(1.0)),
             Ok(WriteData::Registers(vec![1]))
         );
-        assert_eq!(code(&p, CommandValue::Number(3.0)), Err("not_in_enum"));
+        assert_eq!(
+            code(&p, CommandValue::Number(3.0)),
+            Err(ResultCode::NotInEnum)
+        );
         let r = check(&p, &CommandValue::Text("fast".into())).expect_err("refused");
-        assert_eq!(r.code, "not_in_enum");
+        assert_eq!(r.code, ResultCode::NotInEnum);
         assert_eq!(
             r.message,
             r#""fast" is not one of off (0), auto (1), manual (2)"#
@@ -391,7 +398,10 @@ mod tests {
         );
         p.write.step = Some(0.25);
         assert!(code(&p, CommandValue::Number(1.75)).is_ok());
-        assert_eq!(code(&p, CommandValue::Number(1.8)), Err("not_on_step"));
+        assert_eq!(
+            code(&p, CommandValue::Number(1.8)),
+            Err(ResultCode::NotOnStep)
+        );
         p.writable = ANY;
         p.write.step = Some(0.1);
         // 0.1 × 3 is not exactly 0.3 in binary: the tolerance takes it
@@ -407,9 +417,12 @@ mod tests {
             Ok(WriteData::Registers(vec![0x4142, 0x4300]))
         );
         let r = check(&p, &CommandValue::Text("ABCDE".into())).expect_err("refused");
-        assert_eq!(r.code, "too_long");
+        assert_eq!(r.code, ResultCode::TooLong);
         assert!(r.message.contains("at most 4"), "{}", r.message);
-        assert_eq!(code(&p, CommandValue::Number(1.0)), Err("wrong_type"));
+        assert_eq!(
+            code(&p, CommandValue::Number(1.0)),
+            Err(ResultCode::WrongType)
+        );
     }
 
     #[test]
@@ -419,8 +432,11 @@ mod tests {
         let two = CommandValue::Array(vec![CommandValue::Number(-1.0), CommandValue::Number(2.0)]);
         assert_eq!(code(&a, two), Ok(WriteData::Registers(vec![0xFFFF, 2])));
         let one = CommandValue::Array(vec![CommandValue::Number(1.0)]);
-        assert_eq!(code(&a, one), Err("wrong_length"));
-        assert_eq!(code(&a, CommandValue::Number(1.0)), Err("wrong_type"));
+        assert_eq!(code(&a, one), Err(ResultCode::WrongLength));
+        assert_eq!(
+            code(&a, CommandValue::Number(1.0)),
+            Err(ResultCode::WrongType)
+        );
         let mut c = point(RegisterKind::Coil, DataType::Bool, ANY);
         c.count = 2;
         let bits = CommandValue::Array(vec![CommandValue::Bool(true), CommandValue::Number(0.0)]);
@@ -432,7 +448,10 @@ mod tests {
             Ok(WriteData::Bit { bit: 3, on: true })
         );
         let bits = point(RegisterKind::Holding, DataType::Bits, ANY);
-        assert_eq!(code(&bits, CommandValue::Number(1.0)), Err("not_writable"));
+        assert_eq!(
+            code(&bits, CommandValue::Number(1.0)),
+            Err(ResultCode::NotWritable)
+        );
     }
 
     #[test]
@@ -445,7 +464,7 @@ mod tests {
         );
         assert_eq!(
             check(&p, &CommandValue::Number(21.55)).map_err(|r| r.code),
-            Err("not_representable")
+            Err(ResultCode::NotRepresentable)
         );
         // raw = (v - offset) / scale must fit the register type
         p.offset = -40.0;
@@ -453,8 +472,14 @@ mod tests {
             code(&p, CommandValue::Number(-40.0)),
             Ok(WriteData::Registers(vec![0]))
         );
-        assert_eq!(code(&p, CommandValue::Number(-40.1)), Err("out_of_range"));
-        assert_eq!(code(&p, CommandValue::Number(6514.0)), Err("out_of_range"));
+        assert_eq!(
+            code(&p, CommandValue::Number(-40.1)),
+            Err(ResultCode::OutOfRange)
+        );
+        assert_eq!(
+            code(&p, CommandValue::Number(6514.0)),
+            Err(ResultCode::OutOfRange)
+        );
         let mut f = point(RegisterKind::Holding, DataType::F32, ANY);
         f.order = WordOrder::Cdab;
         assert_eq!(

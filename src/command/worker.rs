@@ -18,6 +18,7 @@ use crate::broker::Message;
 use crate::config::Point;
 use crate::field::link::WriteData;
 use crate::field::WriteError;
+use crate::payload::ResultCode;
 
 use super::parse::{self, CommandValue};
 use super::reply::{Caller, Failure, Record, Replier};
@@ -97,7 +98,7 @@ impl Worker {
         let held: Vec<(usize, Held)> = self.held.drain().collect();
         for (point, h) in held {
             let f = Failure::new(
-                "shutting_down",
+                ResultCode::ShuttingDown,
                 "the agent stopped before the command was confirmed",
             );
             self.fail(&h.msg, None, point, h.id.as_deref(), Some(&h.value), &f)
@@ -125,7 +126,7 @@ impl Worker {
         };
         if !self.writes_enabled {
             let f = Failure::new(
-                "writes_disabled",
+                ResultCode::WritesDisabled,
                 "writes are disabled on this gateway (`commands: {writes: disabled}`)",
             );
             self.fail(&msg, None, point, id.as_deref(), Some(&cmd.value), &f)
@@ -143,7 +144,7 @@ impl Worker {
         };
         if !self.target.handle.is_online() {
             let f = Failure::new(
-                "device_offline",
+                ResultCode::DeviceOffline,
                 format!(
                     "device `{}` is offline; the command is not kept",
                     self.device()
@@ -156,7 +157,7 @@ impl Worker {
         if let Some(timeout) = self.point(point).write.confirm {
             if let Some(old) = self.held.remove(&point) {
                 let f = Failure::new(
-                    "superseded",
+                    ResultCode::Superseded,
                     "a newer command for the point replaced it before it was confirmed",
                 );
                 self.fail(
@@ -208,7 +209,7 @@ impl Worker {
         };
         let Some(held) = self.held.get(&point) else {
             let f = Failure::new(
-                "nothing_to_confirm",
+                ResultCode::NothingToConfirm,
                 format!(
                     "no command for `{}/{name}` is waiting for a confirmation",
                     self.device()
@@ -231,7 +232,7 @@ impl Worker {
                 None => format!("the value {}", held.value),
             };
             let f = Failure::new(
-                "confirm_mismatch",
+                ResultCode::ConfirmMismatch,
                 format!(
                     "the confirmation does not match the waiting command: it must carry {want}"
                 ),
@@ -267,7 +268,7 @@ impl Worker {
             if let Some(h) = self.held.remove(&point) {
                 let timeout = self.point(point).write.confirm.unwrap_or_default();
                 let f = Failure::new(
-                    "confirm_timeout",
+                    ResultCode::ConfirmTimeout,
                     format!(
                         "not confirmed on {} within {}",
                         self.replier
@@ -292,7 +293,7 @@ impl Worker {
             let since = now.saturating_duration_since(*last);
             if since < period {
                 let f = Failure::new(
-                    "rate_limited",
+                    ResultCode::RateLimited,
                     format!(
                         "point `{}` takes at most one write per {}; the last was {} ago",
                         self.point(r.point).name,
@@ -377,7 +378,7 @@ impl Worker {
     ) -> Option<(usize, T)> {
         let Some(&point) = self.index.get(name) else {
             let f = Failure::new(
-                "unknown_point",
+                ResultCode::UnknownPoint,
                 format!("device `{}` has no point `{name}`", self.device()),
             );
             self.fail_named(msg, name, id, None, &f).await;
@@ -386,7 +387,7 @@ impl Worker {
         match parsed {
             Ok(c) => Some((point, c)),
             Err(reason) => {
-                let f = Failure::new("bad_payload", reason);
+                let f = Failure::new(ResultCode::BadPayload, reason);
                 self.fail(msg, None, point, None, None, &f).await;
                 None
             }
@@ -424,4 +425,140 @@ async fn sleep_until(at: Option<Instant>) {
 
 fn show_ms(d: Duration) -> String {
     format!("{}ms", d.as_millis())
+}
+
+#[cfg(test)]
+mod tests {
+    //! One device's worker with a stand-in for its line task ([`DeviceHandle::fake`]) and its
+    //! results published into an in-memory [`Recorder`].
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::sync::mpsc;
+
+    use super::{Input, Worker};
+    use crate::broker::{Message, Recorder};
+    use crate::command::reply::Replier;
+    use crate::command::Target;
+    use crate::config::{parse, testing::origin, Qos};
+    use crate::field::codec::Value;
+    use crate::field::link::WriteData;
+    use crate::field::{DeviceHandle, WriteReport};
+    use crate::topics::Topics;
+
+    type Error = Box<dyn std::error::Error>;
+    const WAIT: Duration = Duration::from_secs(10);
+    const CONFIG: &str =
+        "site: plant1\ndevices:\n  - name: boiler\n    tcp: \"10.0.0.1:502\"\n    \
+        points:\n      - {name: sp, kind: holding, address: 100, writable: {min: 0, max: 90}}\n";
+
+    struct Rig {
+        commands: mpsc::Sender<Input>,
+        results: mpsc::UnboundedReceiver<Message>,
+    }
+
+    /// The worker of a device reached through `handle`.
+    fn rig(handle: DeviceHandle, writes_enabled: bool) -> Result<Rig, Error> {
+        let config = parse(CONFIG, &origin())?;
+        let target = Target {
+            device: Arc::new(config.devices[0].clone()),
+            handle,
+        };
+        let (recorder, results) = Recorder::new();
+        let replier = Replier {
+            topics: Topics::new("plant1"),
+            broker: recorder,
+            audit_publish: false,
+        };
+        let (commands, rx) = mpsc::channel(8);
+        tokio::spawn(Worker::new(target, replier, writes_enabled).run(rx));
+        Ok(Rig { commands, results })
+    }
+
+    impl Rig {
+        async fn set(&self, payload: &str) -> Result<(), Error> {
+            let msg = Message::agent(
+                "plant1/boiler/sp/set".into(),
+                payload.to_owned(),
+                Qos::AtLeastOnce,
+                false,
+            );
+            self.commands.send(Input::Set(msg)).await?;
+            Ok(())
+        }
+
+        /// The next result on `plant1/boiler/sp/set/result`, as JSON.
+        async fn result(&mut self) -> Result<serde_json::Value, Error> {
+            let results = &mut self.results;
+            let msg = tokio::time::timeout(WAIT, async {
+                while let Some(m) = results.recv().await {
+                    if m.topic == "plant1/boiler/sp/set/result" {
+                        return Some(m);
+                    }
+                }
+                None
+            })
+            .await
+            .map_err(|_| "no result within the wait")?
+            .ok_or("the worker stopped")?;
+            Ok(serde_json::from_slice(&msg.payload)?)
+        }
+    }
+
+    #[tokio::test]
+    async fn refuses_bad_commands_with_their_code_and_never_writes() -> Result<(), Error> {
+        let (handle, mut writes) = DeviceHandle::fake(true);
+        let mut rig = rig(handle, true)?;
+        for (payload, code) in [
+            ("{\"nope\": 1}", "bad_payload"),
+            ("not json at all {", "bad_payload"),
+            ("{\"value\": 91, \"id\": \"a\"}", "above_max"),
+            ("-1", "below_min"),
+            ("true", "wrong_type"),
+        ] {
+            rig.set(payload).await?;
+            let r = rig.result().await?;
+            assert_eq!(r["ok"], false, "{payload}: {r}");
+            assert_eq!(r["code"], code, "{payload}: {r}");
+        }
+        // Every refusal was answered before this one; none reached the device.
+        assert!(writes.try_recv().is_err(), "a refused command was written");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn writes_a_good_command_and_answers_with_the_value_read_back() -> Result<(), Error> {
+        let (handle, mut writes) = DeviceHandle::fake(true);
+        let mut rig = rig(handle, true)?;
+        rig.set("{\"value\": 42, \"id\": \"c1\"}").await?;
+        let write = tokio::time::timeout(WAIT, writes.recv())
+            .await?
+            .ok_or("no write")?;
+        assert_eq!(write.point, 0);
+        assert_eq!(write.data, WriteData::Registers(vec![42]));
+        let _ = write.reply.send(WriteReport {
+            old: Some(Value::Int(10)),
+            result: Ok(Value::Int(42)),
+        });
+        let r = rig.result().await?;
+        assert_eq!(r["ok"], true, "{r}");
+        assert_eq!(r["id"], "c1");
+        assert_eq!(r["value"], 42);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn refuses_everything_when_writes_are_disabled() -> Result<(), Error> {
+        let (handle, mut writes) = DeviceHandle::fake(true);
+        let mut rig = rig(handle, false)?;
+        rig.set("42").await?;
+        let r = rig.result().await?;
+        assert_eq!(
+            (r["ok"].clone(), r["code"].clone()),
+            (false.into(), "writes_disabled".into())
+        );
+        assert!(writes.try_recv().is_err());
+        Ok(())
+    }
 }

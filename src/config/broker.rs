@@ -13,8 +13,8 @@ use std::time::Duration;
 use serde_yaml::Value;
 
 use super::decode::{all, list, map, Ctx, Decode};
-use super::load::Origin;
 use super::model::*;
+use super::origin::Origin;
 use super::scalar::{integer, Limit, PacketSize, Period, Window};
 use super::uplink::ByteSize;
 use super::validate;
@@ -180,7 +180,7 @@ mod tests {
 
     use super::*;
     use crate::config::parse;
-    use crate::config::schema::tests::{origin, MINIMAL};
+    use crate::config::testing::{origin, MINIMAL};
 
     #[test]
     fn broker_section_decodes_with_paths_relative_to_the_config() {

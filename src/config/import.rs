@@ -15,6 +15,7 @@ use std::fmt::Write as _;
 use super::error::Diagnostic;
 use super::model::{DataType, RegisterKind, WordOrder};
 use super::profile;
+use super::quote::yaml_string;
 
 /// The keys a column can give.
 pub const KEYS: &[&str] = &[
@@ -352,8 +353,8 @@ pub fn csv_to_profile(
     };
     let mut yaml = String::new();
     let _ = writeln!(yaml, "# Imported by `ferrule import csv` from {name}.");
-    let _ = writeln!(yaml, "name: {}", yq(&options.profile));
-    let _ = writeln!(yaml, "source: {}", yq(name));
+    let _ = writeln!(yaml, "name: {}", yaml_string(&options.profile));
+    let _ = writeln!(yaml, "source: {}", yaml_string(name));
     if let Some(o) = options.order {
         let _ = writeln!(yaml, "order: {}", o.as_str());
     }
@@ -376,7 +377,7 @@ pub fn csv_to_profile(
             ));
             continue;
         };
-        fields.push(format!("name: {}", yq(&name_value)));
+        fields.push(format!("name: {}", yaml_string(&name_value)));
         let mut row_ok = true;
         let mut bad = |col: usize, key: &str, value: &str, expected: &str| {
             problems.push(at(
@@ -444,7 +445,7 @@ pub fn csv_to_profile(
             }
         }
         if let Some((_, v)) = get(r, "unit") {
-            fields.push(format!("unit: {}", yq(&v)));
+            fields.push(format!("unit: {}", yaml_string(&v)));
         }
         let writable = match get(r, "writable") {
             Some((col, v)) => match writable_of(&v) {
@@ -539,23 +540,6 @@ fn relocate(
         path: String::new(),
         message: d.message,
     }
-}
-
-/// A double-quoted YAML string (JSON escapes).
-fn yq(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 fn kind_of(v: &str) -> Option<RegisterKind> {

@@ -1,36 +1,19 @@
 //! Loading a config: file → text → YAML tree → typed [`Config`], with located diagnostics.
 //!
-//! Owns the file errors (missing, directory, not UTF-8, empty), YAML syntax errors, and building
-//! the `serde_yaml::Value` tree. The tree is built by our own visitor rather than
-//! `Value::deserialize` so that duplicate keys and YAML tags are reported as diagnostics (every one
-//! of them, at the offending key) instead of stopping the load.
+//! Owns the file errors (missing, directory, not UTF-8, empty) and the order of the steps; the
+//! YAML tree, its syntax errors and its duplicate keys are `tree.rs`'s, the sections `schema.rs`'s.
 //!
 //! Invariants: [`load`] and [`parse`] never panic; they return a [`Config`] only when no problem
 //! was found; otherwise every problem of the file is returned, located, in file order.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::de::{
-    self, DeserializeSeed, EnumAccess, IgnoredAny, MapAccess, SeqAccess, VariantAccess, Visitor,
-};
-use serde_yaml::{Mapping, Value};
-
-use super::decode::{describe, render, At, Ctx, Problem, Seg};
+use super::decode::Ctx;
 use super::error::{ConfigError, Diagnostic};
 use super::model::{Config, DEFAULT_STATE_DIR};
-use super::{locate, schema};
-
-/// Where a config text comes from: how to name it in messages and how to resolve its paths.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    /// Shown in messages, e.g. `configs/demo.yaml` or `<built-in demo.yaml>`.
-    pub name: String,
-    /// Relative paths in the config (`uplink.ca`, `uplink.queue.path`) resolve here.
-    pub base_dir: PathBuf,
-    /// Where state lives by default (the queue file).
-    pub state_dir: PathBuf,
-}
+use super::origin::Origin;
+use super::schema;
+use super::tree::{explain_duplicate, line_column, located, syntax_error, tree};
 
 /// Reads and parses the config file at `path`.
 ///
@@ -126,49 +109,6 @@ pub fn parse(text: &str, origin: &Origin) -> Result<Config, ConfigError> {
     Err(ConfigError::Invalid(diagnostics))
 }
 
-/// Locates the `problems` of file `name` in its `text`, in file order.
-pub(super) fn located(name: &str, text: &str, problems: Vec<Problem>) -> Vec<Diagnostic> {
-    let mut out: Vec<Diagnostic> = problems
-        .into_iter()
-        .map(|p| {
-            let (line, column) = locate::nearest(text, &p);
-            Diagnostic {
-                file: name.to_owned(),
-                line,
-                column,
-                path: render(&p.path),
-                message: p.message,
-            }
-        })
-        .collect();
-    out.sort_by_key(|d| (d.line, d.column));
-    out
-}
-
-/// The YAML tree of a whole file (a profile file): the tree, with its duplicate keys and tags
-/// as problems, or the one-line syntax error.
-pub(super) fn file_tree(name: &str, text: &str) -> Result<(Value, Vec<Problem>), Diagnostic> {
-    match tree(text) {
-        Ok((root, found)) => {
-            let found = found
-                .into_iter()
-                .map(|p| explain_duplicate(text, p))
-                .collect();
-            Ok((root, found))
-        }
-        Err(e) => {
-            let ((line, column), message) = syntax_error(text, &e);
-            Err(Diagnostic {
-                file: name.to_owned(),
-                line,
-                column,
-                path: String::new(),
-                message,
-            })
-        }
-    }
-}
-
 /// Only whitespace and comments. Checked before parsing: libyaml refuses a stray tab even in an
 /// otherwise empty file.
 fn is_blank(text: &str) -> bool {
@@ -176,17 +116,6 @@ fn is_blank(text: &str) -> bool {
         let line = line.trim();
         line.is_empty() || line.starts_with('#')
     })
-}
-
-/// The YAML tree of `text`, and the duplicate keys and tags found while building it.
-fn tree(text: &str) -> Result<(Value, Vec<Problem>), serde_yaml::Error> {
-    let mut found = Vec::new();
-    let root = Node {
-        path: Vec::new(),
-        found: &mut found,
-    }
-    .deserialize(serde_yaml::Deserializer::from_str(text))?;
-    Ok((root, found))
 }
 
 /// The state directory: the first entry of `$STATE_DIRECTORY` (systemd may list several,
@@ -201,216 +130,11 @@ fn state_dir(env: Option<std::ffi::OsString>) -> PathBuf {
     .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
 }
 
-/// 1-based line and column (in characters) just after `prefix`.
-fn line_column(prefix: &[u8]) -> (usize, usize) {
-    let line_start = prefix
-        .iter()
-        .rposition(|b| *b == b'\n')
-        .map_or(0, |i| i + 1);
-    let line = 1 + prefix.iter().filter(|b| **b == b'\n').count();
-    let column = 1 + String::from_utf8_lossy(&prefix[line_start..])
-        .chars()
-        .count();
-    (line, column)
-}
-
-/// Position and one-line message of an error that stopped the YAML parser.
-fn syntax_error(text: &str, e: &serde_yaml::Error) -> ((usize, usize), String) {
-    let Some(location) = e.location() else {
-        if let Some(position) = locate::second_document(text) {
-            let message =
-                "a second YAML document starts here (after `---`); expected exactly one".to_owned();
-            return (position, message);
-        }
-        return ((1, 1), format!("YAML syntax error: {e}"));
-    };
-    let (line, column) = (location.line(), location.column());
-    let raw = e.to_string();
-    let mut message = raw.replacen(&format!(" at line {line} column {column}"), "", 1);
-    let offending = text
-        .get(location.index()..)
-        .and_then(|rest| rest.chars().next());
-    if offending == Some('\t') || raw.contains("tab character") {
-        message.push_str(" (YAML indents with spaces, not tabs)");
-    }
-    ((line, column), format!("YAML syntax error: {message}"))
-}
-
-/// Adds where the first occurrence of a duplicated key is.
-fn explain_duplicate(text: &str, problem: Problem) -> Problem {
-    match problem.at {
-        At::Key { nth } if nth > 0 => {
-            match locate::position(text, &problem.path, At::Key { nth: 0 }) {
-                Some((line, _)) => Problem {
-                    message: format!("{} (first at line {line})", problem.message),
-                    ..problem
-                },
-                None => problem,
-            }
-        }
-        _ => problem,
-    }
-}
-
-/// Builds the `Value` of one node, recording duplicate keys and tags in `found` instead of failing.
-/// A duplicated key keeps its first value.
-struct Node<'a> {
-    path: Vec<Seg>,
-    found: &'a mut Vec<Problem>,
-}
-
-fn child(path: &[Seg], seg: Seg) -> Vec<Seg> {
-    let mut path = path.to_vec();
-    path.push(seg);
-    path
-}
-
-impl<'de> DeserializeSeed<'de> for Node<'_> {
-    type Value = Value;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Node<'_> {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any YAML value")
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::Number(v.into()))
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::Number(v.into()))
-    }
-
-    fn visit_i128<E: de::Error>(self, v: i128) -> Result<Value, E> {
-        // Beyond 64 bits: out of range for every field, kept approximately for the message.
-        Ok(Value::Number((v as f64).into()))
-    }
-
-    fn visit_u128<E: de::Error>(self, v: u128) -> Result<Value, E> {
-        Ok(Value::Number((v as f64).into()))
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        Ok(Value::Number(v.into()))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut out = Vec::new();
-        loop {
-            let element = Node {
-                path: child(&self.path, Seg::Index(out.len())),
-                found: &mut *self.found,
-            };
-            match seq.next_element_seed(element)? {
-                Some(value) => out.push(value),
-                None => return Ok(Value::Sequence(out)),
-            }
-        }
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut mapping = Mapping::new();
-        let mut repeats: Vec<(Value, usize)> = Vec::new();
-        loop {
-            let key_node = Node {
-                path: self.path.clone(),
-                found: &mut *self.found,
-            };
-            let Some(key) = map.next_key_seed(key_node)? else {
-                return Ok(Value::Mapping(mapping));
-            };
-            if mapping.contains_key(&key) {
-                let nth = match repeats.iter_mut().find(|(k, _)| *k == key) {
-                    Some((_, n)) => {
-                        *n += 1;
-                        *n
-                    }
-                    None => {
-                        repeats.push((key.clone(), 1));
-                        1
-                    }
-                };
-                self.found.push(duplicate(&self.path, &key, nth));
-                map.next_value::<IgnoredAny>()?;
-                continue;
-            }
-            let path = match key.as_str() {
-                Some(k) => child(&self.path, Seg::Key(k.to_owned())),
-                None => self.path.clone(),
-            };
-            let value = map.next_value_seed(Node {
-                path,
-                found: &mut *self.found,
-            })?;
-            mapping.insert(key, value);
-        }
-    }
-
-    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Value, A::Error> {
-        let (tag, variant) = data.variant::<String>()?;
-        self.found.push(Problem {
-            path: self.path.clone(),
-            at: At::Node,
-            message: format!("YAML tags such as `!{tag}` are not supported; remove the tag"),
-        });
-        variant.newtype_variant_seed(self)
-    }
-}
-
-fn duplicate(path: &[Seg], key: &Value, nth: usize) -> Problem {
-    match key.as_str() {
-        Some(k) => Problem {
-            path: child(path, Seg::Key(k.to_owned())),
-            at: At::Key { nth },
-            message: format!("duplicate key `{k}`"),
-        },
-        None => Problem {
-            path: path.to_vec(),
-            at: At::Node,
-            message: format!("duplicate key {}", describe(key)),
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::model::*;
-
-    fn origin() -> Origin {
-        Origin {
-            name: "test.yaml".into(),
-            base_dir: PathBuf::from("/etc/ferrule"),
-            state_dir: PathBuf::from("/run/state"),
-        }
-    }
+    use crate::config::testing::{origin, MINIMAL};
 
     fn diagnostics(text: &str) -> Vec<Diagnostic> {
         match parse(text, &origin()) {
@@ -418,16 +142,6 @@ mod tests {
             other => panic!("expected diagnostics, got {other:?}"),
         }
     }
-
-    const MINIMAL: &str = "\
-site: plant1
-devices:
-  - name: boiler
-    tcp: \"10.0.0.1:502\"
-    points:
-      - {name: temp, kind: holding, address: 100}
-      - {name: run, kind: coil, address: 3}
-";
 
     #[test]
     fn example_config_loads() {

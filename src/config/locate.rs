@@ -17,7 +17,7 @@ use serde::de::{
     self, DeserializeSeed, EnumAccess, IgnoredAny, MapAccess, SeqAccess, VariantAccess, Visitor,
 };
 
-use super::decode::{At, Problem, Seg};
+use super::path::{At, Problem, Seg};
 
 /// Text of the deliberate error, to tell it from a real one.
 const MARKER: &str = "ferrule: located target";

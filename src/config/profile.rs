@@ -20,11 +20,11 @@ use std::time::Duration;
 use serde_yaml::Value;
 
 use super::decode::{expected, map, quote, Ctx, Decode, Map, Seg};
-use super::load::Origin;
 use super::model::{Point, Writable};
 use super::model::{ProfileInfo, ProfileUse, WordOrder};
+use super::origin::Origin;
+use super::points::{point_list, Inherited};
 use super::scalar::{AddressBase, Finite, Scale};
-use super::schema::{point_list, Inherited};
 use super::validate;
 
 /// Keys of a profile body.
@@ -278,7 +278,7 @@ pub fn from_text(name: &str, text: &str, stem: String) -> Result<Profile, Vec<su
             message,
         }]
     };
-    let (root, found) = super::load::file_tree(&name, &text).map_err(|d| vec![d])?;
+    let (root, found) = super::tree::file_tree(&name, &text).map_err(|d| vec![d])?;
     let mut cx = Ctx::with_source(&name, &text);
     for problem in found {
         cx.push(problem);
@@ -305,7 +305,7 @@ pub fn from_text(name: &str, text: &str, stem: String) -> Result<Profile, Vec<su
     match profile {
         Some(p) if problems.is_empty() => Ok(p),
         _ => {
-            let mut d = super::load::located(&name, &text, problems);
+            let mut d = super::tree::located(&name, &text, problems);
             if d.is_empty() {
                 d = one("internal error: the profile did not decode".into());
             }
@@ -636,7 +636,7 @@ pub fn infos(profiles: &[Profile], uses: &[ProfileUse]) -> Vec<ProfileInfo> {
 #[cfg(test)]
 mod tests {
     use crate::config::model::*;
-    use crate::config::schema::tests::origin;
+    use crate::config::testing::origin;
     use crate::config::{parse, ConfigError};
 
     const SITE: &str = "\

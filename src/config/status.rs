@@ -46,17 +46,8 @@ pub(super) fn status(cx: &mut Ctx, node: &Value) -> Option<StatusConfig> {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{parse, Origin};
-
-    const MINIMAL: &str = "site: plant1\ndevices:\n  - {name: boiler, tcp: \"127.0.0.1:502\", points: [{name: t, address: 1}]}\n";
-
-    fn origin() -> Origin {
-        Origin {
-            name: "test.yaml".into(),
-            base_dir: std::env::temp_dir(),
-            state_dir: std::env::temp_dir(),
-        }
-    }
+    use crate::config::parse;
+    use crate::config::testing::{origin, MINIMAL};
 
     #[test]
     fn status_is_off_by_default_and_on_loopback_when_present(

@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde_yaml::Value;
 
 use super::decode::{all, expected, list, map, quote, Ctx, Decode, Map};
-use super::load::Origin;
 use super::model::*;
+use super::origin::Origin;
 use super::scalar::{integer, one_of, text};
 use super::validate;
 use crate::topics::{self, Template};

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::codec::Value;
 use super::link::{Exception, ReadData, WriteData};
 use crate::config::RegisterKind;
+use crate::payload::ResultCode;
 
 /// Why a write did not happen (or its result is unknown).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -40,15 +41,15 @@ pub enum WriteError {
 
 impl WriteError {
     /// Machine-readable code for command results.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ResultCode {
         match self {
-            Self::Offline(_) => "device_offline",
-            Self::Refused(_) => "device_exception",
-            Self::ReadBackRefused(_) => "readback_failed",
-            Self::Link(_) => "link_error",
-            Self::Decode(_) => "readback_failed",
-            Self::Mismatch(_) => "readback_mismatch",
-            Self::Stopped => "shutting_down",
+            Self::Offline(_) => ResultCode::DeviceOffline,
+            Self::Refused(_) => ResultCode::DeviceException,
+            Self::ReadBackRefused(_) => ResultCode::ReadbackFailed,
+            Self::Link(_) => ResultCode::LinkError,
+            Self::Decode(_) => ResultCode::ReadbackFailed,
+            Self::Mismatch(_) => ResultCode::ReadbackMismatch,
+            Self::Stopped => ResultCode::ShuttingDown,
         }
     }
 }
@@ -183,5 +184,38 @@ impl DeviceHandle {
     /// Whether the device is reachable right now (its line is up and it answers).
     pub fn is_online(&self) -> bool {
         self.online.load(Ordering::Acquire)
+    }
+}
+
+/// A write as a test's stand-in for the line task sees it.
+#[cfg(test)]
+#[derive(Debug)]
+pub struct FakeWrite {
+    pub point: usize,
+    pub data: WriteData,
+    pub reply: oneshot::Sender<WriteReport>,
+}
+
+#[cfg(test)]
+impl DeviceHandle {
+    /// A handle to a device with no line task: its writes arrive on the returned receiver,
+    /// for the test to answer. `online` is what the handle reports.
+    pub fn fake(online: bool) -> (Self, mpsc::UnboundedReceiver<FakeWrite>) {
+        let (tx, mut rx) = mpsc::channel(8);
+        let (out, writes) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(Request::Write {
+                point, data, reply, ..
+            }) = rx.recv().await
+            {
+                let _ = out.send(FakeWrite { point, data, reply });
+            }
+        });
+        let handle = Self {
+            tx,
+            slave: 0,
+            online: Arc::new(AtomicBool::new(online)),
+        };
+        (handle, writes)
     }
 }

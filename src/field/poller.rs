@@ -38,7 +38,7 @@ use super::schedule::{self, Candidate, Job};
 use super::slave::{self, Slave};
 use super::slots::HostSlots;
 use crate::backoff::Backoff;
-use crate::broker::{Broker, Message};
+use crate::broker::{Message, Publish};
 use crate::config::{Bus, HostPort};
 use crate::field::report::Observation;
 use crate::health::{Beat, ErrorKind};
@@ -86,7 +86,7 @@ pub(super) struct Line {
     /// (a restarted task takes it over with the requests still queued).
     rx: OwnedMutexGuard<mpsc::Receiver<Request>>,
     rx_open: bool,
-    broker: Arc<Broker>,
+    broker: Arc<dyn Publish>,
     cancel: CancellationToken,
     backoff: Backoff,
     last_error: Option<String>,
@@ -100,7 +100,7 @@ impl Line {
         endpoint: Endpoint,
         slaves: Vec<Slave>,
         rx: OwnedMutexGuard<mpsc::Receiver<Request>>,
-        broker: Arc<Broker>,
+        broker: Arc<dyn Publish>,
         cancel: CancellationToken,
         beat: Beat,
     ) -> Self {
@@ -811,3 +811,6 @@ fn refusal(read: &Read, exc: Exception) -> String {
         )
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,22 +6,8 @@
 
 use std::fmt::Write as _;
 
-/// A double-quoted YAML string.
-pub fn q(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+/// A double-quoted YAML string (the config's one writer of them).
+pub use crate::config::yaml_string as q;
 
 /// One `key: value` with the comments above it.
 #[derive(Debug, Clone, Default)]

@@ -16,35 +16,14 @@
 //! - `datatype` point type → Sparkplug datatype; values both ways
 //! - `catalog`  devices and metrics from the config, with their aliases
 //! - `node`     [`EdgeNode`]: bdSeq, seq, births, deaths, data, commands, primary host
+//! - `follow`   the cache of current values the births take, kept up to date; Sparkplug time
 
 mod catalog;
 mod datatype;
+mod follow;
 mod node;
 pub mod proto;
-
-use bytes::Bytes;
-use tokio::sync::mpsc;
-
 pub use catalog::{REBIRTH, REBIRTH_ALIAS};
 pub use datatype::SpType;
+pub use follow::{follow, now_ms};
 pub use node::{Action, EdgeNode, Latest, Publish, BDSEQ};
-
-use crate::broker::Message;
-
-/// Keeps `latest` up to date with the local messages of `rx` (until the sender goes away).
-pub async fn follow(mut rx: mpsc::Receiver<Message>, latest: Latest) {
-    while let Some(msg) = rx.recv().await {
-        let payload: Bytes = msg.payload;
-        latest
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(msg.topic, payload);
-    }
-}
-
-/// Now, in milliseconds since the Unix epoch (Sparkplug timestamps).
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}

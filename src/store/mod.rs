@@ -21,7 +21,8 @@
 //!   sees (see `schema`).
 //!
 //! Layout:
-//! - [`queue`]    the async handle ([`Queue`]) and the record types
+//! - [`queue`]    the async handle ([`Queue`]); the record types it re-exports live in `record`
+//! - `record`     the records and stats the handle and the worker exchange
 //! - `worker`     the thread that owns the connection and commits batches of requests
 //! - [`bounds`]   the bounds and the pure decisions of what to drop or refuse
 //! - [`counters`] what is counted, and the rate-limited drop log
@@ -35,6 +36,7 @@ pub mod counters;
 pub mod error;
 pub mod inspect;
 pub mod queue;
+mod record;
 pub(crate) mod recover;
 mod schema;
 mod worker;

@@ -39,7 +39,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::bounds::{self, Level, Limits, Refusal};
 use super::counters::{Counter, DropLog, SharedCounters, Totals};
-use super::queue::{Clock, Record, Row, Stats};
+use super::record::{Clock, Record, Row, Stats};
 use super::schema;
 use super::StoreError;
 

@@ -27,7 +27,7 @@ use super::downlink::{Downlinks, Skip};
 use super::inflight::{Settled, Slot, Window};
 use super::rate::Rate;
 use super::sequence::stamp_json;
-use super::session::{valid_topic, AckKind, LinkEvent, Session, Subscription, Will};
+use super::session::{valid_topic, AckKind, LinkEvent, Session, Subscription, Upstream, Will};
 use super::status::LinkStatus;
 use crate::broker::Message;
 use crate::config::{Qos, Sequence};
@@ -98,6 +98,7 @@ pub(crate) struct Carry {
 }
 
 /// How a connection ended.
+#[derive(Debug)]
 pub(crate) enum Outcome {
     /// The agent is stopping.
     Stopped,
@@ -115,10 +116,10 @@ struct Deleting {
     discard: bool,
 }
 
-pub(crate) struct Drain<'a> {
+pub(crate) struct Drain<'a, S: Upstream = Session> {
     ctx: &'a Context,
     carry: &'a mut Carry,
-    session: Session,
+    session: S,
     window: Window,
     buffer: VecDeque<Row>,
     cursor: i64,
@@ -147,8 +148,8 @@ pub(crate) struct Drain<'a> {
     birth_mark: i64,
 }
 
-impl<'a> Drain<'a> {
-    pub(crate) fn new(ctx: &'a Context, carry: &'a mut Carry, session: Session) -> Self {
+impl<'a, S: Upstream> Drain<'a, S> {
+    pub(crate) fn new(ctx: &'a Context, carry: &'a mut Carry, session: S) -> Self {
         Self {
             ctx,
             carry,
@@ -734,3 +735,6 @@ async fn sleep_opt(slot: &mut Option<Pin<Box<Sleep>>>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests;

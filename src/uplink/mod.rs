@@ -17,6 +17,7 @@
 //! - `forward`   forward rules → records, and the broker [`Tap`](crate::broker::Tap) that queues
 //! - `task`      [`UplinkTask`]: set-up, the reconnect loop, the status and downlink tasks
 //! - `drain`     one connection: fill the window from the queue, settle acks, delete rows
+//! - `local`     [`Local`]: where the uplink publishes locally (the broker, or nothing)
 //! - `inflight`  pure bookkeeping of packet ids → rows
 //! - `session`   rumqttc 3.1.1 / 5 behind one interface, errors in plain words
 //! - `downlink`  upstream messages → local messages
@@ -29,6 +30,7 @@ mod downlink;
 pub mod drain;
 mod forward;
 mod inflight;
+mod local;
 mod rate;
 mod sequence;
 mod session;
@@ -36,51 +38,9 @@ mod status;
 mod task;
 mod tls;
 
-use async_trait::async_trait;
-use tokio::sync::mpsc;
-
-use crate::broker::{Broker, BrokerError, Message};
-
-/// Messages the Sparkplug edge node's value cache may lag behind the local broker.
-const FOLLOW_BACKLOG: usize = 4096;
-
 pub use forward::{route, Forwarder};
+pub use local::{Local, NoLocal};
 pub use sequence::stamp_json;
 pub use status::{LinkState, LinkStatus, STATUS_INTERVAL};
 pub use task::{UplinkError, UplinkTask, DRAIN_DEADLINE};
 pub use tls::{client_config, TlsError};
-
-/// Where the uplink publishes locally: downlink messages and its own state. The embedded
-/// broker in the agent; something else in benchmarks and tests.
-#[async_trait]
-pub trait Local: Send + Sync + 'static {
-    async fn publish(&self, msg: Message) -> Result<(), BrokerError>;
-
-    /// The local messages matching `filter`, as they are published (for the Sparkplug edge
-    /// node's births); `None` where there is no local broker.
-    fn follow(&self, _filter: &str) -> Option<mpsc::Receiver<Message>> {
-        None
-    }
-}
-
-#[async_trait]
-impl Local for Broker {
-    async fn publish(&self, msg: Message) -> Result<(), BrokerError> {
-        Broker::publish(self, msg).await
-    }
-
-    fn follow(&self, filter: &str) -> Option<mpsc::Receiver<Message>> {
-        Some(self.subscribe(filter, FOLLOW_BACKLOG))
-    }
-}
-
-/// A [`Local`] that takes everything and keeps nothing (no local broker).
-#[derive(Debug, Default)]
-pub struct NoLocal;
-
-#[async_trait]
-impl Local for NoLocal {
-    async fn publish(&self, _msg: Message) -> Result<(), BrokerError> {
-        Ok(())
-    }
-}

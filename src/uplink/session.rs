@@ -247,11 +247,11 @@ pub(crate) struct Subscription {
 #[derive(Debug)]
 pub(crate) struct Full;
 
-impl Session {
+impl Upstream for Session {
     /// Hands a publish to rumqttc; `sequence` is an MQTT 5 user property to add.
     /// The topic is taken by value: rumqttc wants a `String`, and a drained row's can be
     /// moved rather than copied.
-    pub(crate) fn try_publish(
+    fn try_publish(
         &self,
         topic: impl Into<String>,
         qos: Qos,
@@ -287,7 +287,7 @@ impl Session {
 
     /// Subscribes to the downlink filters in one SUBSCRIBE. MQTT 5 subscriptions are
     /// "no local" (our own publishes never come back down).
-    pub(crate) fn try_subscribe(&self, subs: &[Subscription]) -> Result<(), Full> {
+    fn try_subscribe(&self, subs: &[Subscription]) -> Result<(), Full> {
         if subs.is_empty() {
             return Ok(());
         }
@@ -316,7 +316,7 @@ impl Session {
     }
 
     /// Asks for a clean DISCONNECT (the will is not published).
-    pub(crate) fn try_disconnect(&self) {
+    fn try_disconnect(&self) {
         let _ = match &self.client {
             Client::V4(c) => c.try_disconnect().map_err(|_| Full),
             Client::V5(c) => c.try_disconnect().map_err(|_| Full),
@@ -324,12 +324,34 @@ impl Session {
     }
 
     /// The next event; an error ends the session (its text says why, see [`describe`]).
-    pub(crate) async fn poll(&mut self) -> Result<LinkEvent, String> {
+    async fn poll(&mut self) -> Result<LinkEvent, String> {
         match &mut self.events {
             Events::V4(e) => e.poll().await.map(event4).map_err(|e| describe4(&e)),
             Events::V5(e) => e.poll().await.map(event5).map_err(|e| describe5(&e)),
         }
     }
+}
+
+/// What the drain needs of the upstream connection: hand over publishes and the downlink
+/// subscription, ask for a clean disconnect, and the next event. [`Session`] (rumqttc) in the
+/// agent; a scripted stand-in in the drain's tests.
+pub(crate) trait Upstream: Send {
+    /// Hands a publish over; `sequence` is an MQTT 5 user property to add. [`Full`] when
+    /// the request channel is full.
+    fn try_publish(
+        &self,
+        topic: impl Into<String>,
+        qos: Qos,
+        retain: bool,
+        payload: Bytes,
+        sequence: Option<(&str, i64)>,
+    ) -> Result<(), Full>;
+    /// Subscribes to the downlink filters in one SUBSCRIBE.
+    fn try_subscribe(&self, subs: &[Subscription]) -> Result<(), Full>;
+    /// Asks for a clean DISCONNECT (the will is not published).
+    fn try_disconnect(&self);
+    /// The next event; an error ends the session (its text says why).
+    fn poll(&mut self) -> impl std::future::Future<Output = Result<LinkEvent, String>> + Send;
 }
 
 /// Whether rumqttc will take `topic` as a PUBLISH topic (it refuses wildcards; MQTT refuses
