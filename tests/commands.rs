@@ -759,3 +759,59 @@ uplink:
         (json!(false), json!("above_max"))
     );
 }
+
+/// A command held for confirmation survives a reload that leaves its point as it was (the
+/// device's line restarts, the command router is replaced): the confirmation after the reload
+/// writes it. A reload that changes the held point ends the command with `point_changed`.
+#[test]
+fn a_held_command_survives_a_reload_that_does_not_touch_its_point() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let device = ModbusDevice::start(&[1]);
+    let valve = "\n      - {name: valve, kind: holding, address: 11, writable: {confirm: 1h}}";
+    let path = config(dir.path(), &device, valve, "");
+    let (agent, port) = start(&path);
+    agent.wait_for_line(|l: &str| l.contains("watching the config file"), WAIT);
+    let results = results(port);
+    let reload = |points: &str| {
+        let from = agent.line_count();
+        let text = std::fs::read_to_string(config(dir.path(), &device, points, "")).expect("read");
+        std::fs::write(&path, text).expect("write");
+        agent.wait_for_line_after(from, |l: &str| l.contains("config reloaded"), WAIT);
+    };
+
+    let held = command(&results, port, "valve", r#"{"value": 5, "id": "v1"}"#, "v1");
+    assert_eq!(held["code"], json!("awaiting_confirm"), "{held}");
+    // Another point is added to the device: its line restarts, the router is replaced.
+    reload(&format!(
+        "{valve}\n      - {{name: other, kind: holding, address: 12, writable: true}}"
+    ));
+    assert!(
+        !results
+            .messages()
+            .iter()
+            .any(|m| m.json()["id"] == "v1" && m.json()["pending"] != json!(true)),
+        "the held command was ended by the reload: {:?}",
+        results.messages()
+    );
+    mqtt::publish(port, "w/dev/valve/confirm", r#"{"id": "v1"}"#, 1);
+    let done = results.wait_for(WAIT, |m| {
+        m.json()["id"] == "v1" && m.json()["pending"] != json!(true)
+    });
+    assert_eq!(done.json()["ok"], json!(true), "{:?}", done.json());
+    assert_eq!(device.get_holding(1, 11, 1), vec![5]);
+
+    // Held again; then the reload changes the point itself.
+    let held = command(&results, port, "valve", r#"{"value": 6, "id": "v2"}"#, "v2");
+    assert_eq!(held["code"], json!("awaiting_confirm"), "{held}");
+    reload("\n      - {name: valve, kind: holding, address: 11, writable: {confirm: 2h}}");
+    let ended = results.wait_for(WAIT, |m| {
+        m.json()["id"] == "v2" && m.json()["pending"] != json!(true)
+    });
+    assert_eq!(
+        ended.json()["code"],
+        json!("point_changed"),
+        "{:?}",
+        ended.json()
+    );
+    assert_eq!(device.get_holding(1, 11, 1), vec![5], "nothing written");
+}

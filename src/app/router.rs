@@ -3,19 +3,21 @@
 //! which runs under its supervisor (a router that panics is restarted on a new channel).
 //!
 //! Invariants: replacing the router loses no command: the relay switches to the new router's
-//! channel, and the old router, its channel closed, finishes the commands it holds first. A
+//! channel, and the old router, its channel closed, finishes the commands it has queued first,
+//! then hands the commands it holds for confirmation to the new one (which adopts them before
+//! its first command; `command::Handover`). A
 //! restarted router takes the relay over only if it has not been replaced meanwhile.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
 use super::supervise::{supervise, Part, POLICY};
 use super::tree::{Task, Tree};
 use crate::broker::{Broker, Message};
-use crate::command::{self, Target};
+use crate::command::{self, Handover, Target};
 use crate::config::CommandSettings;
 use crate::health::parts::Parts;
 use crate::topics::Topics;
@@ -33,11 +35,15 @@ type Current = Arc<Mutex<(u64, mpsc::Sender<Message>)>>;
 pub struct Router {
     current: Current,
     generation: u64,
+    /// Where the current generation hands its held commands when it is replaced.
+    successor: Successor,
     relay: Task,
     task: Task,
     tree: Tree,
     parts: Parts,
 }
+
+type Successor = Arc<Mutex<Option<oneshot::Sender<Vec<command::Handed>>>>>;
 
 /// What one generation of the router serves.
 struct Generation {
@@ -45,6 +51,10 @@ struct Generation {
     topics: Topics,
     broker: Arc<Broker>,
     settings: CommandSettings,
+    /// The previous generation's held commands (taken by the first instance only: a
+    /// restarted instance has lost them with the one that failed).
+    adopt: Mutex<Option<oneshot::Receiver<Vec<command::Handed>>>>,
+    successor: Successor,
 }
 
 impl Router {
@@ -77,16 +87,20 @@ impl Router {
                 }
             }
         });
+        let successor = Successor::default();
         let generation = Generation {
             targets,
             topics: topics.clone(),
             broker: broker.clone(),
             settings,
+            adopt: Mutex::new(None),
+            successor: successor.clone(),
         };
         let task = spawn_generation(1, generation, &current, tree, parts);
         Self {
             current,
             generation: 1,
+            successor,
             relay,
             task,
             tree: tree.clone(),
@@ -104,11 +118,21 @@ impl Router {
         settings: CommandSettings,
     ) {
         self.generation += 1;
+        // The old generation hands its held commands to the new one (set before its
+        // channel closes, below).
+        let (tx, rx) = oneshot::channel();
+        *self
+            .successor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(tx);
+        self.successor = Successor::default();
         let generation = Generation {
             targets,
             topics: topics.clone(),
             broker: broker.clone(),
             settings,
+            adopt: Mutex::new(Some(rx)),
+            successor: self.successor.clone(),
         };
         let task = spawn_generation(
             self.generation,
@@ -180,6 +204,14 @@ fn spawn_generation(
                                 handle: t.handle.clone(),
                             })
                             .collect();
+                        let handover = Handover {
+                            adopt: g
+                                .adopt
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .take(),
+                            successor: g.successor.clone(),
+                        };
                         command::run(
                             targets,
                             g.topics.clone(),
@@ -187,6 +219,7 @@ fn spawn_generation(
                             rx,
                             g.settings,
                             cancel,
+                            handover,
                         )
                         .await;
                     }

@@ -25,4 +25,5 @@ pub mod validate;
 mod worker;
 
 pub use describe::describe;
-pub use router::{run, Target};
+pub use router::{run, Handover, Target};
+pub use worker::Handed;

@@ -5,6 +5,10 @@
 //! - every `.../set` gets exactly one final result; a held one also gets an interim
 //!   `awaiting_confirm` answer first, and its final result when it is confirmed, replaced
 //!   (`superseded`), expires (`confirm_timeout`) or the agent stops (`shutting_down`);
+//! - a held command survives a reload that leaves its point (and device) as they were: the
+//!   old worker hands it over ([`Worker::hand_over`]) and the new one adopts it with its
+//!   deadline ([`Worker::adopt`]); a reload that changed or removed the point ends it with
+//!   `point_changed`;
 //! - a command for an offline device fails at once (`device_offline`), also before being held;
 //! - `rate_limit` counts the writes that were sent to the device, not refused commands.
 
@@ -29,6 +33,39 @@ use super::Target;
 pub enum Input {
     Set(Message),
     Confirm(Message),
+}
+
+/// A held command handed from the worker of one router generation to the next (a reload).
+pub struct Handed {
+    /// The device's name.
+    pub device: String,
+    /// The device's definition when the command was held (where the write would go).
+    target: std::sync::Arc<crate::config::Device>,
+    /// The point's definition when the command was held.
+    point: Point,
+    held: Held,
+}
+
+impl Handed {
+    /// The message the command came in.
+    pub fn msg(&self) -> &Message {
+        &self.held.msg
+    }
+
+    /// The point's name.
+    pub fn point_name(&self) -> &str {
+        &self.point.name
+    }
+
+    /// The command's id, if it had one.
+    pub fn id(&self) -> Option<&str> {
+        self.held.id.as_deref()
+    }
+
+    /// The value it would write.
+    pub fn value(&self) -> &CommandValue {
+        &self.held.value
+    }
 }
 
 /// A command waiting for its confirmation.
@@ -79,7 +116,9 @@ impl Worker {
         }
     }
 
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Input>) {
+    /// Serves `rx` until it closes; returns the worker with the commands it still holds
+    /// (the router fails them, or hands them to its successor).
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Input>) -> Self {
         loop {
             let next = self.held.values().map(|h| h.deadline).min();
             let input = tokio::select! {
@@ -95,6 +134,11 @@ impl Worker {
                 None => break,
             }
         }
+        self
+    }
+
+    /// The agent stops: every held command gets `shutting_down`.
+    pub async fn fail_held(&mut self) {
         let held: Vec<(usize, Held)> = self.held.drain().collect();
         for (point, h) in held {
             let f = Failure::new(
@@ -104,6 +148,56 @@ impl Worker {
             self.fail(&h.msg, None, point, h.id.as_deref(), Some(&h.value), &f)
                 .await;
         }
+    }
+
+    /// A reload replaces this worker: the held commands, for the next one.
+    pub fn hand_over(&mut self) -> Vec<Handed> {
+        let device = self.device().to_owned();
+        let held: Vec<(usize, Held)> = self.held.drain().collect();
+        held.into_iter()
+            .map(|(point, held)| Handed {
+                device: device.clone(),
+                target: self.target.device.clone(),
+                point: self.point(point).clone(),
+                held,
+            })
+            .collect()
+    }
+
+    /// Takes over a command the previous worker held: kept, with its deadline, when the point
+    /// is still defined as it was on the same device (address and unit id); ended with
+    /// `point_changed` otherwise.
+    pub async fn adopt(&mut self, h: Handed) {
+        let device = &self.target.device;
+        let same_device = device.transport == h.target.transport && device.unit == h.target.unit;
+        let same = self
+            .index
+            .get(&h.point.name)
+            .copied()
+            .filter(|&i| same_device && *self.point(i) == h.point);
+        let Some(point) = same else {
+            let f = Failure::new(
+                ResultCode::PointChanged,
+                format!(
+                    "a reload changed or removed `{}/{}` before the command was confirmed",
+                    self.device(),
+                    h.point.name
+                ),
+            );
+            // Reported against the point as the command named it (it may be gone).
+            let rec = Record {
+                device: &h.device,
+                point: &h.point.name,
+                id: h.held.id.as_deref(),
+                request: Some(&h.held.value),
+                old: None,
+                result: Err(&f),
+                confirmed_by: None,
+            };
+            self.replier.finish(&h.held.msg, None, &rec).await;
+            return;
+        };
+        self.held.insert(point, h.held);
     }
 
     fn device(&self) -> &str {

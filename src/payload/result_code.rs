@@ -54,6 +54,8 @@ pub enum ResultCode {
     Superseded,
     /// The agent stopped (or the device's task did) before the write.
     ShuttingDown,
+    /// A reload changed (or removed) the point, or its device, while the command was held.
+    PointChanged,
     // The device (field::handle::WriteError).
     /// The device is not connected.
     DeviceOffline,
@@ -69,7 +71,7 @@ pub enum ResultCode {
 
 impl ResultCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [Self; 27] = [
+    pub const ALL: [Self; 28] = [
         Self::BadPayload,
         Self::NotWritable,
         Self::WrongType,
@@ -97,6 +99,7 @@ impl ResultCode {
         Self::ReadbackFailed,
         Self::LinkError,
         Self::ReadbackMismatch,
+        Self::PointChanged,
     ];
 
     /// The wire string (`above_max`).
@@ -124,6 +127,7 @@ impl ResultCode {
             Self::NothingToConfirm => "nothing_to_confirm",
             Self::Superseded => "superseded",
             Self::ShuttingDown => "shutting_down",
+            Self::PointChanged => "point_changed",
             Self::DeviceOffline => "device_offline",
             Self::DeviceException => "device_exception",
             Self::ReadbackFailed => "readback_failed",
@@ -193,6 +197,7 @@ mod tests {
             ResultCode::ReadbackFailed => 24,
             ResultCode::LinkError => 25,
             ResultCode::ReadbackMismatch => 26,
+            ResultCode::PointChanged => 27,
         }
     }
 
