@@ -640,6 +640,21 @@ impl Soak {
             .context("no ferrule_broker_clients_connected")
     }
 
+    /// Waits until ferrule counts `baseline` clients connected again.
+    fn wait_clients(&self, baseline: f64) -> anyhow::Result<()> {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let now = self.clients_connected()?;
+            if now == baseline {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{now} clients connected, {baseline} before");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn connects(&mut self, phase: &'static str, n: u64) -> anyhow::Result<()> {
         let baseline = self.clients_connected()?;
         let chunk = (n / SAMPLES_PER_PHASE).max(1);
@@ -649,17 +664,7 @@ impl Soak {
             churn(self.ports.mqtt, done, take, phase)?;
             done += take;
             // Every dropped connection must be noticed and closed.
-            let deadline = Instant::now() + TIMEOUT;
-            loop {
-                let now = self.clients_connected()?;
-                if now == baseline {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    bail!("{now} clients connected after the churn, {baseline} before");
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            self.wait_clients(baseline)?;
             if phase != "warm-up" && done < n {
                 self.sample(phase, done)?;
             }
@@ -670,6 +675,7 @@ impl Soak {
 
     fn messages(&mut self, phase: &'static str, n: u64) -> anyhow::Result<()> {
         let port = self.ports.mqtt;
+        let baseline = self.clients_connected()?;
         let delivered = Arc::new(AtomicU64::new(0));
         let upstream = Arc::new(AtomicU64::new(0));
         let published = Arc::new(AtomicU64::new(0));
@@ -751,6 +757,7 @@ impl Soak {
         for s in &mut subs {
             let _ = s.write_all(&DISCONNECT);
         }
+        self.wait_clients(baseline)?;
         if phase != "warm-up" {
             self.messages = MessageStats {
                 published: published.load(Ordering::Relaxed),
@@ -1029,6 +1036,7 @@ fn run(
     soak.flaps("warm-up", 2)?;
     soak.sample("warm-up", 0)?;
 
+    soak.reload_times.clear();
     soak.reloads("reloads", reloads)?;
     soak.sample("reloads", reloads)?;
 
