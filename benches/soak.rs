@@ -428,9 +428,7 @@ fn start_ferrule(dir: &Path, config: &Path, log: &Path) -> anyhow::Result<Proc> 
     );
     let mut buf = [0u8; 4096];
     loop {
-        let n = socket
-            .recv(&mut buf)
-            .context("no READY=1 from ferrule")?;
+        let n = socket.recv(&mut buf).context("no READY=1 from ferrule")?;
         if String::from_utf8_lossy(&buf[..n])
             .lines()
             .any(|l| l == "READY=1")
@@ -617,7 +615,10 @@ impl Soak {
         let v: serde_json::Value = serde_json::from_str(&body)?;
         let changed = v["changes"].as_array().is_some_and(|c| !c.is_empty());
         if v["ok"] != serde_json::Value::Bool(true) || !changed {
-            bail!("reload {} not applied as expected: {body}", self.reloads_done);
+            bail!(
+                "reload {} not applied as expected: {body}",
+                self.reloads_done
+            );
         }
         self.reload_times.push(started.elapsed());
         self.variant = next;
@@ -818,7 +819,11 @@ fn publish(
             let mut payload = format!("{{\"n\":{i},\"p\":{p}}}").into_bytes();
             payload.resize(PAYLOAD, b' ');
             let pid = (k + 1) as u16;
-            buf.extend_from_slice(&publish_packet(&topics[(i % 16) as usize], &payload, Some(pid)));
+            buf.extend_from_slice(&publish_packet(
+                &topics[(i % 16) as usize],
+                &payload,
+                Some(pid),
+            ));
         }
         c.stream.write_all(&buf)?;
         let mut acked = 0;
@@ -1011,7 +1016,12 @@ fn main() -> anyhow::Result<()> {
         }
         return result;
     }
-    report(&soak, scale, [reloads, connects, messages, flaps], settle_for);
+    report(
+        &soak,
+        scale,
+        [reloads, connects, messages, flaps],
+        settle_for,
+    );
     let _ = Command::new("kill")
         .args(["-TERM", &soak.ferrule.0.id().to_string()])
         .status();
@@ -1117,8 +1127,8 @@ fn report(soak: &Soak, scale: f64, counts: [u64; 4], settle_for: Duration) {
     let Some(last) = s.last() else { return };
 
     println!("\n### Per phase (from the sample before the phase to its end)\n");
-    println!("| phase | iterations | RSS start → end (MiB) | RSS slope (MiB / 1,000) | fds start → end | fds slope (/ 1,000) | threads start → end |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| phase | iterations | RSS start → end (MiB) | RSS slope (MiB / 1,000) | fds start → end | fds slope (/ 1,000) | threads start → end | verdict (end against start: RSS +2 MiB, fds +0) |");
+    println!("|---|---|---|---|---|---|---|---|");
     let mut slopes = Vec::new();
     for (i, (phase, unit)) in PHASES.iter().enumerate() {
         let Some(start_at) = s.iter().position(|x| x.phase == *phase) else {
@@ -1144,19 +1154,24 @@ fn report(soak: &Soak, scale: f64, counts: [u64; 4], settle_for: Duration) {
         let fd_slope = slope(&xy(|r| r.fds));
         let Some(end) = within.last() else { continue };
         slopes.push((*phase, *unit, rss_slope, fd_slope));
+        let flat = end.ferrule.rss <= start.ferrule.rss + RSS_TOLERANCE
+            && end.ferrule.fds <= start.ferrule.fds;
         println!(
-            "| {phase} | {} | {:.2} → {:.2} | {rss_slope:+.3} | {} → {} | {fd_slope:+.2} | {} → {} |",
+            "| {phase} | {} | {:.2} → {:.2} | {rss_slope:+.3} | {} → {} | {fd_slope:+.2} | {} → {} | {} |",
             counts[i],
             mib(start.ferrule.rss),
             mib(end.ferrule.rss),
             start.ferrule.fds,
             end.ferrule.fds,
             start.ferrule.threads,
-            end.ferrule.threads
+            end.ferrule.threads,
+            if flat { "flat" } else { "growing" }
         );
     }
 
-    println!("\n### Verdicts (last sample, after the idle settle, against the post-warm-up sample)\n");
+    println!(
+        "\n### Verdicts (last sample, after the idle settle, against the post-warm-up sample)\n"
+    );
     println!("| resource | after warm-up | at the end | tolerance | verdict |");
     println!("|---|---|---|---|---|");
     let growth = |what: &str, which: usize| -> String {
@@ -1170,11 +1185,11 @@ fn report(soak: &Soak, scale: f64, counts: [u64; 4], settle_for: Duration) {
             .join(", ")
     };
     let verdict = |ok: bool, what: &str, which: usize| {
-        if ok {
-            "**flat**".to_owned()
-        } else {
-            format!("**growing**: {}", growth(what, which))
-        }
+        format!(
+            "**{}** (slopes: {})",
+            if ok { "flat" } else { "growing" },
+            growth(what, which)
+        )
     };
     println!(
         "| RSS | {:.2} MiB | {:.2} MiB | +2 MiB | {} |",
