@@ -594,7 +594,7 @@ impl Soak {
         let started = Instant::now();
         write_atomic(&self.target, &config(next, &self.ports, &self.dir))?;
         self.reloads_done += 1;
-        if self.reloads_done % 10 == 0 {
+        if self.reloads_done.is_multiple_of(10) {
             // The file watch: the config path itself is replaced (a new link, renamed over it).
             let tmp = self.link.with_extension("link-tmp");
             let _ = std::fs::remove_file(&tmp);
