@@ -4,7 +4,11 @@
 //! back-off): its `select!` has a branch on [`Beat::due`]. A task stuck inside one step (an
 //! await that never completes, a blocking call) stops beating.
 //!
-//! Invariants: a task that ends cleanly calls [`Beat::retire`] and is no longer watched; a
+//! Invariants: the registry holds the live beats and the beats retired since the last
+//! [`Progress::register`] or [`Progress::stalled`], no more (each registration forgets the
+//! retired ones: without a systemd watchdog nothing else would, and every line restart and
+//! every reload that touches a line registers a new beat); a task that ends cleanly calls
+//! [`Beat::retire`] and is no longer watched; a
 //! `Beat` dropped without retiring (the task panicked or was aborted) stays registered and
 //! stale, so the watchdog stops (systemd then restarts the agent) — unless it is
 //! [`Beat::supervised`]: a supervisor restarts that task, so its dropped beat retires. A
@@ -64,14 +68,17 @@ impl Progress {
         self.inner.period
     }
 
-    /// Registers a task (it counts as having just beaten).
+    /// Registers a task (it counts as having just beaten), forgetting the retired ones.
     pub fn register(&self, name: impl Into<String>) -> Beat {
         let state = Arc::new(State {
             name: name.into(),
             last_ms: AtomicU64::new(self.now_ms()),
             retired: AtomicBool::new(false),
         });
-        self.lock().push(state.clone());
+        let mut beats = self.lock();
+        beats.retain(|b| !b.retired.load(Ordering::Acquire));
+        beats.push(state.clone());
+        drop(beats);
         Beat {
             state,
             progress: self.clone(),
@@ -197,6 +204,22 @@ mod tests {
         tokio::time::advance(Duration::from_secs(3)).await;
         assert_eq!(progress.stalled(Duration::from_secs(2)).len(), 1);
         assert_eq!(progress.watched(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retired_beats_are_forgotten_without_a_watchdog() {
+        // No watchdog: nothing calls `stalled`. Each reload that touches a line, and each
+        // restart of a line, registers a new beat and retires the old one.
+        let progress = Progress::new(Duration::from_secs(1));
+        let uplink = progress.register("uplink");
+        for _ in 0..1000 {
+            drop(progress.register("line tcp 10.0.0.1:502").supervised());
+        }
+        let line = progress.register("line tcp 10.0.0.1:502");
+        assert_eq!(progress.watched(), 2);
+        assert_eq!(progress.lock().len(), 2, "retired beats are kept");
+        line.retire();
+        uplink.beat();
     }
 
     #[tokio::test(start_paused = true)]
