@@ -29,9 +29,10 @@
 //! | forward rules into the queue | `uplink/forward.rs` |
 //! | upstream connection, drain, delete after PUBACK | [`uplink`] (`task`, `drain`, `session`) |
 //! | Sparkplug B births, deaths, DCMD | [`sparkplug`] |
-//! | systemd notify, watchdog, heartbeats | [`health`] (`notify`, `watchdog`, `beat`) |
+//! | systemd notify, watchdog | [`health`] (`notify`, `watchdog`) |
+//! | progress heartbeats | [`beat`] |
 //! | `/metrics`, `/health` | [`health::http`], [`health::metrics`] |
-//! | the status page | [`status`], [`health::status_http`], `app/status.rs` |
+//! | the status page | [`status`] (its server: [`status::http`]), `app/status.rs` |
 //! | allocator policy, memory returned | [`memory`] |
 //! | Mosquitto config → ferrule config | [`migrate`] |
 //! | subcommands and their arguments | [`cli`] (`args.rs`, one file per subcommand) |
@@ -46,7 +47,8 @@
 //! - [`store`]   the durable store-and-forward queue (SQLite, WAL, group commit)
 //! - [`uplink`]  forward rules and the upstream MQTT client (delete only after PUBACK)
 //! - [`command`] `.../set` commands: parse, validate, write through the device task, result
-//! - [`health`]  systemd notify and watchdog, progress heartbeats, metrics, `/metrics` endpoint
+//! - [`health`]  systemd notify and watchdog, metrics, `/metrics` endpoint
+//! - [`beat`]    progress heartbeats of the long-lived tasks (what the watchdog vouches for)
 //! - [`status`]  the live status page: its state, its document, logins and writes
 //! - [`errors`]  error chains for logs
 //! - [`backoff`] capped exponential backoff with jitter for every reconnect
@@ -57,6 +59,7 @@
 
 pub mod app;
 pub mod backoff;
+pub mod beat;
 pub mod broker;
 pub mod cli;
 pub mod command;

@@ -9,11 +9,11 @@ use std::time::SystemTime;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value as Json};
 
-use crate::field::codec::Value;
-
 mod result_code;
+mod value;
 
 pub use result_code::ResultCode;
+pub use value::Value;
 
 /// Quality of a published point value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

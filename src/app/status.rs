@@ -26,8 +26,8 @@ use super::Agent;
 use crate::broker::Broker;
 use crate::command::Target;
 use crate::config::{Config, Device, ListenerTls, StatusConfig};
-use crate::health::status_http::{self, Page};
 use crate::health::Metrics;
+use crate::status::http::{self as status_http, Page};
 use crate::status::{Auth, Hub};
 use crate::topics::Topics;
 
@@ -135,7 +135,7 @@ impl StatusPage {
     ) -> anyhow::Result<Page> {
         let tls = match &settings.tls {
             Some(tls) => Some(tokio_rustls::TlsAcceptor::from(
-                crate::health::page_tls::server_config(tls)
+                crate::status::tls::server_config(tls)
                     .context("cannot set up TLS for the status page")?,
             )),
             None => None,

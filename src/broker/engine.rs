@@ -35,9 +35,9 @@ use super::persist::{SessionRow, Store, StoredWill, SubRow};
 use super::ratelog::RateLimit;
 use super::retain::Retained;
 use super::router::{Match, Router, SubOpts};
-use super::server::{Tap, TapError};
 use super::session::{QueueLimits, Refused, Session, SessionRef, Subscription};
 use super::stats::BrokerStats;
+use super::tap::{Tap, TapError};
 use super::timers::{Timer, Timers};
 use crate::topics;
 

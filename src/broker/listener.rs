@@ -24,8 +24,8 @@ use tracing::{debug, info, warn};
 
 use super::conn::{self, ListenerCtx};
 use super::engine::Engine;
+use super::error::BrokerError;
 use super::ratelog::RateLimit;
-use super::server::BrokerError;
 use super::stats::BrokerStats;
 use crate::config::{BrokerConfig, Listener, ListenerProtocol};
 

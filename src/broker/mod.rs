@@ -6,7 +6,7 @@
 //!
 //! Layout, one concept per file:
 //! - `server`   the [`Broker`]: start (files, persistence, listeners), publish, subscribe,
-//!   reload, status, shutdown; the [`Tap`] trait
+//!   reload, status, shutdown; `error` its [`BrokerError`]; `tap` the [`Tap`] trait
 //! - `engine`   the shared state and operations: routing, retained messages, sessions
 //!   (open, take over, end), wills, in-process subscribers
 //! - `conn`     one task per client connection: CONNECT, packets in, deliveries out
@@ -15,7 +15,8 @@
 //! - `router`   the subscription trie; `retain` the retained-message trie
 //! - `session`  one client's session: subscriptions, queue, in-flight window
 //! - `thread`   the broker's own single-threaded runtime (why: see there)
-//! - `timers`   will delays and session expiry; `listener` TCP/TLS/WebSocket listeners;
+//! - `timers`   will delays and session expiry (`expiry` the task serving them); `listener`
+//!   TCP/TLS/WebSocket listeners;
 //!   `ws` the WebSocket upgrade; `tls` rustls server configuration
 //! - `persist`  sessions, queued messages, retained messages and wills in SQLite
 //! - `access`   connect decisions (pure); [`passwd`] Mosquitto password files; [`acl`]
@@ -36,6 +37,8 @@ pub mod check;
 pub mod codec;
 mod conn;
 mod engine;
+mod error;
+mod expiry;
 mod listener;
 mod message;
 pub mod passwd;
@@ -48,15 +51,18 @@ mod server;
 mod session;
 mod stats;
 mod sys;
+mod tap;
 mod thread;
 mod timers;
 pub mod tls;
 mod ws;
 
 pub use engine::ClientInfo;
+pub use error::BrokerError;
 pub use message::{Message, Origin};
 pub use publish::Publish;
 #[cfg(test)]
 pub use publish::Recorder;
-pub use server::{Broker, BrokerError, NoTap, Tap, TapError};
+pub use server::Broker;
 pub use stats::{BrokerStats, BrokerStatus, StatsSnapshot};
+pub use tap::{NoTap, Tap, TapError};

@@ -26,103 +26,28 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use super::access::Access;
-use super::acl::{Acl, AclError};
+use super::acl::Acl;
 use super::engine::{ClientInfo, Engine, Settings};
+use super::error::BrokerError;
 use super::listener::{self, Running};
 use super::message::{Message, Publication};
-use super::passwd::{PasswdError, PasswordFile};
+use super::passwd::PasswordFile;
 use super::persist::{PersistError, Store};
 use super::session::QueueLimits;
 use super::stats::{BrokerStats, BrokerStatus};
+use super::tap::Tap;
 use super::thread::BrokerThread;
-use super::tls::TlsError;
-use super::{sys, timers};
+use super::{expiry, sys};
 use crate::config::BrokerConfig;
 
 /// How long connections get to say goodbye at shutdown.
 const DRAIN: Duration = Duration::from_secs(3);
-
-/// Errors of the embedded broker.
-#[derive(Debug, thiserror::Error)]
-pub enum BrokerError {
-    #[error("cannot listen on {addr}: address already in use (is another MQTT broker such as mosquitto running? change broker.listeners[].bind)")]
-    AddrInUse { addr: SocketAddr },
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("broker.password_file: {0}")]
-    Passwd(#[from] PasswdError),
-    #[error("broker.acl_file: {0}")]
-    Acl(#[from] AclError),
-    #[error("TLS listener {addr}: {source}")]
-    Tls {
-        addr: SocketAddr,
-        #[source]
-        source: TlsError,
-    },
-    #[error("broker.persistence: {0}")]
-    Persist(#[from] PersistError),
-    #[error("cannot start the broker thread: {0}")]
-    Thread(#[source] std::io::Error),
-    #[error("message refused on {topic}: {reason}")]
-    Refused { topic: String, reason: String },
-}
-
-/// Why the tap refused a message.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct TapError(pub String);
-
-/// Sees every message entering the broker before delivery (see the module invariants).
-#[async_trait]
-pub trait Tap: Send + Sync + 'static {
-    /// Whether messages on `topic` concern the tap at all (when not, [`Tap::on_message`] is
-    /// not called: no conversion, no await on the publish path).
-    fn wants(&self, _topic: &str) -> bool {
-        true
-    }
-
-    /// Accept (`Ok`) or refuse the message. Awaited before the publisher's acknowledgement.
-    async fn on_message(&self, msg: &Message) -> Result<(), TapError>;
-
-    /// Accept or refuse a batch of agent messages at once (e.g. one durable commit).
-    async fn on_batch(&self, msgs: &[Message]) -> Result<(), TapError> {
-        for msg in msgs {
-            self.on_message(msg).await?;
-        }
-        Ok(())
-    }
-}
-
-/// A tap that accepts everything (no uplink).
-#[derive(Debug, Default)]
-pub struct NoTap;
-
-#[async_trait]
-impl Tap for NoTap {
-    fn wants(&self, _topic: &str) -> bool {
-        false
-    }
-
-    async fn on_message(&self, _msg: &Message) -> Result<(), TapError> {
-        Ok(())
-    }
-}
-
-/// The version `$SYS/broker/version` shows.
-pub(super) fn version() -> String {
-    format!("ferrule {}", env!("CARGO_PKG_VERSION"))
-}
 
 fn settings(config: &BrokerConfig) -> Settings {
     Settings {
@@ -253,7 +178,7 @@ impl Broker {
             .into_iter()
             .map(|b| listener::serve(b, config, &engine, &root, &tracker, &handle))
             .collect();
-        tracker.spawn_on(timers::run(engine.clone(), root.child_token()), &handle);
+        tracker.spawn_on(expiry::run(engine.clone(), root.child_token()), &handle);
         let broker = Broker {
             engine,
             serving: Mutex::new(Serving {

@@ -204,7 +204,7 @@ pub(super) async fn run(engine: Arc<Engine>, every: Duration, stop: Cancellation
     let mut changes = Changes::default();
     let mut loads = Loads::default();
     let mut tick = tokio::time::interval(every);
-    let version = super::server::version();
+    let version = version();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -226,6 +226,11 @@ pub(super) async fn run(engine: Arc<Engine>, every: Duration, stop: Cancellation
             engine.publish_tapped(Arc::new(msg)).await;
         }
     }
+}
+
+/// The version `$SYS/broker/version` shows.
+pub(super) fn version() -> String {
+    format!("ferrule {}", env!("CARGO_PKG_VERSION"))
 }
 
 #[cfg(test)]

@@ -10,9 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Instant;
 
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
-use super::engine::Engine;
 use super::session::Session;
 
 /// What is due.
@@ -29,7 +27,7 @@ pub(super) enum Timer {
 pub(super) struct Timers {
     pending: Mutex<BTreeMap<(Instant, u64), Timer>>,
     seq: AtomicU64,
-    changed: Notify,
+    pub(super) changed: Notify,
 }
 
 impl Timers {
@@ -49,11 +47,11 @@ impl Timers {
         }
     }
 
-    fn next(&self) -> Option<Instant> {
+    pub(super) fn next(&self) -> Option<Instant> {
         self.lock().keys().next().map(|(at, _)| *at)
     }
 
-    fn due(&self, now: Instant) -> Vec<Timer> {
+    pub(super) fn due(&self, now: Instant) -> Vec<Timer> {
         let mut pending = self.lock();
         let later = pending.split_off(&(now, u64::MAX));
         std::mem::replace(&mut *pending, later)
@@ -64,33 +62,6 @@ impl Timers {
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.lock().len()
-    }
-}
-
-/// Serves the timers of `engine` until `cancel`.
-pub(super) async fn run(engine: Arc<Engine>, cancel: CancellationToken) {
-    loop {
-        let next = engine.timers.next();
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            () = engine.timers.changed.notified() => continue,
-            () = async {
-                match next {
-                    Some(at) => tokio::time::sleep_until(at.into()).await,
-                    None => std::future::pending().await,
-                }
-            } => {}
-        }
-        for timer in engine.timers.due(Instant::now()) {
-            match timer {
-                Timer::Will(client_id) => engine.will_due(&client_id).await,
-                Timer::Expire(session) => {
-                    if let Some(session) = session.upgrade() {
-                        engine.expire(&session).await;
-                    }
-                }
-            }
-        }
     }
 }
 

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::beat::Progress;
 use super::metrics::Metrics;
 use super::notify::{self, Notifier};
 use super::watchdog;
+use crate::beat::Progress;
 
 /// The health side of one agent process.
 #[derive(Debug, Clone)]

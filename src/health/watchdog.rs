@@ -11,9 +11,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::beat::{Progress, Stalled, DEFAULT_PERIOD};
 use super::metrics::Metrics;
 use super::notify::Notifier;
+use crate::beat::{Progress, Stalled, DEFAULT_PERIOD};
 
 /// How often the status line is refreshed when there is no watchdog.
 pub const STATUS_EVERY: Duration = Duration::from_secs(5);

@@ -9,15 +9,17 @@
 //! - `write`   a write from the page, through the command path
 //! - `raw`     a point's raw registers on demand, read through the device's task
 //! - `page`    the embedded assets
-//!
-//! The HTTP(S) side (routes, event streams, limits) is `crate::health::status_http`.
+//! - `http`    the page's HTTP(S) server: routes, event streams, limits
+//! - `tls`     its TLS configuration, from the broker listener's certificate
 
 pub mod auth;
 pub mod catalog;
+pub mod http;
 pub mod hub;
 pub mod live;
 pub mod page;
 pub mod raw;
+pub mod tls;
 pub mod view;
 pub mod write;
 

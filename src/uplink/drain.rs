@@ -65,7 +65,7 @@ pub(crate) struct Context {
     pub(crate) downlinks: Downlinks,
     pub(crate) downlink_tx: mpsc::Sender<Message>,
     /// Progress heartbeat for the systemd watchdog, beaten by every loop of the link.
-    pub(crate) beat: Option<crate::health::Beat>,
+    pub(crate) beat: Option<crate::beat::Beat>,
 }
 
 impl Context {

@@ -63,7 +63,7 @@ pub struct UplinkTask {
     sequence: crate::config::Sequence,
     will: Will,
     downlinks: Downlinks,
-    beat: Option<crate::health::Beat>,
+    beat: Option<crate::beat::Beat>,
     /// `uplink.sparkplug`, until [`UplinkTask::with_devices`] makes it an edge node.
     sparkplug: Option<crate::config::sparkplug::Sparkplug>,
     queue_path: PathBuf,
@@ -116,7 +116,7 @@ impl UplinkTask {
     /// Beats `beat` from every loop of the link (connecting, connected, waiting to reconnect),
     /// for the systemd watchdog.
     #[must_use]
-    pub fn with_beat(mut self, beat: crate::health::Beat) -> Self {
+    pub fn with_beat(mut self, beat: crate::beat::Beat) -> Self {
         self.beat = Some(beat);
         self
     }

@@ -19,8 +19,8 @@ use super::{Client, End};
 use crate::broker::codec::{self, reason, topic, Ack, Packet, Publish, PublishOut, QoS};
 use crate::broker::engine::Routed;
 use crate::broker::message::{Publication, Publisher};
-use crate::broker::server::TapError;
 use crate::broker::stats::BrokerStats;
+use crate::broker::tap::TapError;
 
 /// What the acknowledgement of a publish needs.
 pub(super) struct Head {

@@ -14,8 +14,8 @@ use std::time::Instant;
 use rusqlite::{params, Connection, Transaction};
 use tracing::{error, info};
 
+use super::ops::{Op, Shared, AGENT_RETAIN_FLUSH};
 use super::rows::{expires_ms, props_text, sub_ids_text};
-use super::{Op, Shared, AGENT_RETAIN_FLUSH};
 use crate::broker::message::Publication;
 
 /// Owns the connection.

@@ -33,10 +33,10 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::request::{read_body, read_head, Head, Refusal};
-use crate::status::auth::{may_write, COOKIE};
-use crate::status::page::{APP_JS, INDEX_HTML, STYLE_CSS};
-use crate::status::{write, Auth, Hub};
+use super::auth::{may_write, COOKIE};
+use super::page::{APP_JS, INDEX_HTML, STYLE_CSS};
+use super::{write, Auth, Hub};
+use crate::health::request::{read_body, read_head, Head, Refusal};
 
 /// Connections served at once (viewers included).
 pub const MAX_CONNECTIONS: usize = 256;
