@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::mqtt::{self, Protocol, SubOptions};
+use common::raw::{self, Raw};
 use common::wait::poll_until;
 use common::{free_port, Ferrule};
 
@@ -257,4 +258,63 @@ fn after_kill_9_every_acknowledged_qos1_message_reaches_a_persistent_subscriber(
         "out of order or altered: {:?}",
         &got[..10]
     );
+}
+
+/// A persistent session that subscribes to its own topic: for every QoS 1 PUBLISH it sends,
+/// the PUBACK (sent only once the persistence file committed the message) comes before the
+/// copy routed back to it. Real clients rely on it: the Eclipse Paho MQTT 5 client checks at
+/// DISCONNECT that nothing it published is unacknowledged once it has seen its own message.
+#[test]
+fn a_client_gets_its_puback_before_its_own_message_comes_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let agent = Ferrule::run(&config(dir.path(), port));
+    agent.listener_addr();
+    let mut c = Raw::open(port);
+    c.send(&raw::connect("loopback", false, 60, false));
+    let connack = c.read_packet(WAIT).expect("CONNACK");
+    assert_eq!(connack[0], 0x20, "{connack:?}");
+    let mut sub = 1u16.to_be_bytes().to_vec();
+    sub.extend(raw::string("own/t"));
+    sub.push(1);
+    c.send(&raw::packet(0x82, &sub));
+    let suback = c.read_packet(WAIT).expect("SUBACK");
+    assert_eq!(suback[0], 0x90, "{suback:?}");
+    const N: u16 = 50;
+    for i in 1..=N {
+        c.send(&raw::publish(
+            "own/t",
+            i.to_string().as_bytes(),
+            1,
+            i,
+            false,
+        ));
+    }
+    let mut acked = std::collections::HashSet::new();
+    let mut received = 0;
+    while received < N || acked.len() < usize::from(N) {
+        let p = c.read_packet(WAIT).expect("a packet");
+        match p[0] >> 4 {
+            4 => {
+                acked.insert(u16::from_be_bytes([p[1], p[2]]));
+            }
+            3 => {
+                // (after the first byte) topic length, topic, packet id, payload
+                let tlen = usize::from(u16::from_be_bytes([p[1], p[2]]));
+                let at = 3 + tlen;
+                let id = [p[at], p[at + 1]];
+                let n: u16 = std::str::from_utf8(&p[at + 2..])
+                    .expect("utf8")
+                    .parse()
+                    .expect("a number");
+                assert!(
+                    acked.contains(&n),
+                    "message {n} came back before the PUBACK of its publish"
+                );
+                c.send(&raw::packet(0x40, &id));
+                received += 1;
+            }
+            other => panic!("unexpected packet type {other}: {p:?}"),
+        }
+    }
 }

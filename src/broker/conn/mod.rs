@@ -12,7 +12,8 @@
 //! - memory per client is bounded: input by the maximum packet size, output by
 //!   [`io::OUT_HIGH`] plus the session queue's bounds (a stalled reader only fills those);
 //! - acknowledgements go out in the order the packets came in (MQTT-4.6.0-2); one that waits
-//!   for the persistence file holds back the ones behind it;
+//!   for the persistence file holds back the ones behind it, and the deliveries to that client
+//!   too (a client sees its PUBACK before any message its publish was routed to);
 //! - a connection that is not the session's owner any more (taken over) stops at once and
 //!   changes nothing in the session.
 
