@@ -63,10 +63,11 @@ impl Drop for Proc {
     }
 }
 
-/// (VmRSS, VmHWM) of `pid`, in bytes.
-fn memory(pid: u32) -> BenchResult<(u64, u64)> {
+/// The `kB` fields `names` of `/proc/{pid}/status`, in bytes, in the order asked.
+fn status_fields<const N: usize>(pid: u32, names: [&str; N]) -> BenchResult<[u64; N]> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| -> BenchResult<u64> {
+    let mut out = [0u64; N];
+    for (slot, name) in out.iter_mut().zip(names) {
         let line = status
             .lines()
             .find(|l| l.starts_with(name))
@@ -76,27 +77,21 @@ fn memory(pid: u32) -> BenchResult<(u64, u64)> {
             .trim_end_matches("kB")
             .trim()
             .parse()?;
-        Ok(kb * 1024)
-    };
-    Ok((field("VmRSS:")?, field("VmHWM:")?))
+        *slot = kb * 1024;
+    }
+    Ok(out)
+}
+
+/// (VmRSS, VmHWM) of `pid`, in bytes.
+fn memory(pid: u32) -> BenchResult<(u64, u64)> {
+    let [rss, hwm] = status_fields(pid, ["VmRSS:", "VmHWM:"])?;
+    Ok((rss, hwm))
 }
 
 /// `RssAnon` and `RssFile` of `pid` (heap and stacks; the binary's pages), in bytes.
 fn rss_breakdown(pid: u32) -> BenchResult<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| -> BenchResult<u64> {
-        let line = status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .ok_or(format!("no {name} in /proc/{pid}/status"))?;
-        Ok(line[name.len()..]
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse::<u64>()?
-            * 1024)
-    };
-    Ok((field("RssAnon:")?, field("RssFile:")?))
+    let [anon, file] = status_fields(pid, ["RssAnon:", "RssFile:"])?;
+    Ok((anon, file))
 }
 
 fn mib(bytes: u64) -> String {
